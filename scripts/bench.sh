@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# martdb vs DuckDB on the demo data set. Usage: scripts/bench.sh [--users N] [--runs R]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${MARTDB_VENV:-$HOME/.cache/martdb-venv}"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
+fi
+export MARTDB_PYTHON="$VENV/bin/python"
+cargo bench --bench analytic -- "$@"

@@ -1,0 +1,286 @@
+//! The engine: one DataFusion context over one data directory, with martdb's catalog,
+//! functions and system tables, and the statement dispatch that makes DDL and writes
+//! persistent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA};
+use crate::storage::{Storage, StorageOptions};
+use crate::{Error, Result};
+
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "martdb-data";
+
+/// How to open an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Bytes of memory all queries together may use before they spill to disk or fail
+    /// with SQLSTATE 53200. Default: half of the machine's RAM.
+    pub memory_limit: Option<usize>,
+    /// Partitions a query is split into. Default: the number of cores.
+    pub target_partitions: Option<usize>,
+    /// Create a missing local data directory. Default: true.
+    pub create_if_missing: bool,
+    /// Where the state store lives when the location is an object store.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: None,
+            target_partitions: None,
+            create_if_missing: true,
+            state_dir: None,
+        }
+    }
+}
+
+/// An open martdb database: run SQL, get Arrow record batches.
+///
+/// Cheap to clone; clones share the catalog and the memory pool.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+    catalog: Catalog,
+    storage: Arc<Storage>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("root", &self.storage.root().as_str()).finish()
+    }
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database at `location`: a directory path, a
+    /// `file://` URL or an `s3://bucket/prefix` URL.
+    pub async fn open(location: impl AsRef<str>) -> Result<Engine> {
+        Self::open_with(location, EngineOptions::default()).await
+    }
+
+    /// Opens the database at `location` with explicit options.
+    pub async fn open_with(location: impl AsRef<str>, options: EngineOptions) -> Result<Engine> {
+        let storage = Arc::new(Storage::open(
+            location.as_ref(),
+            &StorageOptions {
+                create_if_missing: options.create_if_missing,
+                state_dir: options.state_dir.clone(),
+            },
+        )?);
+        let partitions = options.target_partitions.unwrap_or_else(|| {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        });
+        let memory_limit = options.memory_limit.unwrap_or_else(default_memory_limit);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .build_arc()?;
+        runtime.register_object_store(storage.object_store_url().as_ref(), storage.object_store());
+        let mut config = SessionConfig::new()
+            .with_target_partitions(partitions)
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // Delta writes plan a custom node that only delta's planner lowers.
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        crate::udf::register_all(&ctx);
+        let catalog = Catalog::new(storage.clone(), &ctx);
+        catalog.restore(&ctx).await?;
+        Ok(Engine { ctx, catalog, storage })
+    }
+
+    /// Runs every statement in `sql` in order and returns the result of the last one.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut last = Vec::new();
+        for statement in self.parse(sql)? {
+            last = self.execute(statement).await?.try_collect().await?;
+        }
+        Ok(last)
+    }
+
+    /// Runs one statement and returns its result as a stream of record batches.
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Unsupported(format!(
+                "expected exactly one statement, found {}",
+                statements.len()
+            )));
+        }
+        self.execute(statements.remove(0)).await
+    }
+
+    /// Splits `sql` into statements (PostgreSQL dialect).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        Ok(DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?.into())
+    }
+
+    /// Runs one parsed statement.
+    pub async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let text = statement.to_string();
+        let plan = state.statement_to_plan(statement).await?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                let rows = self.catalog.create_table(&state, &create).await?;
+                Ok(count_stream(rows))
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+                self.catalog.drop_table(&drop).await?;
+                Ok(empty_stream())
+            }
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => {
+                self.catalog.drop_view(&drop).await?;
+                Ok(empty_stream())
+            }
+            LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => {
+                self.catalog.drop_schema(&drop).await?;
+                Ok(empty_stream())
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(ref create)) => {
+                let schema = create
+                    .schema_name
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(&create.schema_name)
+                    .to_string();
+                if self.catalog.has_schema(&schema) {
+                    if create.if_not_exists {
+                        return Ok(empty_stream());
+                    }
+                    return Err(CatalogError::SchemaExists { name: schema }.into());
+                }
+                self.run_plan(plan.clone()).await?;
+                self.catalog.schema_created(&schema)?;
+                Ok(empty_stream())
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(ref create)) => {
+                let name = create.name.clone();
+                let existed = self.ctx.table_exist(name.clone())?;
+                self.run_plan(plan.clone()).await?;
+                if !existed {
+                    self.catalog.object_created(&name, text, false)?;
+                }
+                Ok(empty_stream())
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(ref create)) => {
+                if create.temporary {
+                    return self.run_plan(plan.clone()).await;
+                }
+                let name = create.name.clone();
+                let existed = self.ctx.table_exist(name.clone())?;
+                self.run_plan(plan.clone()).await?;
+                if !existed || create.or_replace {
+                    self.catalog.object_created(&name, text, true)?;
+                }
+                Ok(empty_stream())
+            }
+            LogicalPlan::Dml(DmlStatement {
+                table_name,
+                op: WriteOp::Insert(op),
+                input,
+                ..
+            }) => {
+                let rows = self.catalog.insert(&state, &table_name, op, &input).await?;
+                Ok(count_stream(rows))
+            }
+            LogicalPlan::Dml(DmlStatement { table_name, op, .. })
+                if matches!(op, WriteOp::Update | WriteOp::Delete | WriteOp::Truncate) =>
+            {
+                Err(Error::Unsupported(format!(
+                    "{} on table '{}' is not supported yet: tables are append-only (use CREATE OR REPLACE TABLE ... AS SELECT to rewrite one)",
+                    op.name(),
+                    table_name
+                )))
+            }
+            other => self.run_plan(other).await,
+        }
+    }
+
+    async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        Ok(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+    }
+
+    /// Creates (or replaces) the managed table `name` from a logical plan, streaming its
+    /// rows into one atomic commit. Returns the number of rows written.
+    pub async fn create_table_from_plan(&self, name: &str, plan: LogicalPlan, replace: bool) -> Result<u64> {
+        let state = self.ctx.state();
+        let create = datafusion::logical_expr::CreateMemoryTable {
+            name: name.into(),
+            constraints: Default::default(),
+            input: Arc::new(plan),
+            if_not_exists: false,
+            or_replace: replace,
+            column_defaults: vec![],
+            temporary: false,
+        };
+        self.catalog.create_table(&state, &create).await
+    }
+
+    /// The underlying DataFusion context (for registering more tables or functions).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Problems met while restoring the catalog when the engine opened (kept definitions
+    /// that could not be replayed, e.g. a view over a table whose files are gone).
+    pub fn warnings(&self) -> Vec<String> {
+        self.catalog.warnings()
+    }
+
+    /// The root location of the data.
+    pub fn location(&self) -> &url::Url {
+        self.storage.root()
+    }
+}
+
+fn count_stream(rows: u64) -> SendableRecordBatchStream {
+    let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(vec![rows]))])
+        .expect("count batch matches its schema");
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter([Ok(batch)]),
+    ))
+}
+
+fn empty_stream() -> SendableRecordBatchStream {
+    let schema = Arc::new(Schema::empty());
+    Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty().boxed()))
+}
+
+/// Half of physical memory: room for the OS and other processes, and queries spill
+/// (or fail cleanly) before the machine swaps.
+fn default_memory_limit() -> usize {
+    const FALLBACK: usize = 4 << 30;
+    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
+        return FALLBACK;
+    };
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map(|kib| kib * 1024 / 2)
+        .unwrap_or(FALLBACK)
+}

@@ -1,0 +1,176 @@
+//! The crate-level error and the one place that maps errors to Postgres SQLSTATEs.
+//!
+//! Every module has its own error enum (`catalog::CatalogError`, `storage::StorageError`);
+//! they all convert into [`Error`], and [`Error::sqlstate`] is the only code that decides
+//! which SQLSTATE a failure gets, so the wire server, the CLI and embedding applications
+//! agree on it.
+
+use datafusion::error::DataFusionError;
+
+use crate::catalog::CatalogError;
+use crate::storage::StorageError;
+
+/// Result alias used across martdb's public API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error martdb returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Planning or executing SQL failed (syntax, unknown objects, types, execution).
+    #[error("{}", describe_datafusion(.0))]
+    Sql(#[from] DataFusionError),
+    /// Creating, dropping or resolving a catalog object failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The data directory or object store could not be used.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The statement is valid SQL that martdb does not support.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// The Postgres SQLSTATE for this error (see
+    /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Sql(e) => datafusion_sqlstate(e),
+            Error::Catalog(e) => match e {
+                CatalogError::TableExists { .. } | CatalogError::SchemaExists { .. } => "42P07",
+                CatalogError::TableNotFound { .. } => "42P01",
+                CatalogError::SchemaNotFound { .. } => "3F000",
+                CatalogError::SchemaNotEmpty { .. } => "2BP01",
+                CatalogError::ReadOnly { .. } | CatalogError::WrongKind { .. } => "42809",
+                CatalogError::UnsupportedType { .. } => "0A000",
+                CatalogError::Query { source, .. } => datafusion_sqlstate(source),
+                // The Delta writer reports query failures as text.
+                CatalogError::Delta { message, .. } => message_sqlstate(message),
+                CatalogError::Metadata(_) => "XX000",
+            },
+            Error::Storage(e) => match e {
+                StorageError::InUse { .. } => "55006",
+                StorageError::BadLocation { .. } => "22023",
+                StorageError::NotFound { .. } => "58P01",
+                _ => "58030",
+            },
+            Error::Unsupported(_) => "0A000",
+        }
+    }
+}
+
+/// DataFusion wraps errors in context layers; the innermost error decides the SQLSTATE.
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::SchemaError(err, _) => {
+            use datafusion::common::SchemaError as S;
+            match err.as_ref() {
+                S::FieldNotFound { .. } => "42703",
+                S::AmbiguousReference { .. } => "42702",
+                S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => "42701",
+            }
+        }
+        DataFusionError::Plan(msg) => plan_sqlstate(msg),
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ArrowError(err, _) => {
+            use datafusion::arrow::error::ArrowError as A;
+            match err.as_ref() {
+                A::DivideByZero => "22012",
+                A::CastError(_) | A::ParseError(_) => "22P02",
+                A::ComputeError(_) | A::ArithmeticOverflow(_) => "22003",
+                A::ParquetError(_) | A::IoError(..) => "58030",
+                _ => "XX000",
+            }
+        }
+        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) => "58030",
+        DataFusionError::IoError(_) => "58030",
+        DataFusionError::Execution(msg) => message_sqlstate(msg),
+        _ => "XX000",
+    }
+}
+
+/// For failures only known by their message (execution errors, and errors that crossed
+/// the Delta writer, which turns them into text).
+fn message_sqlstate(msg: &str) -> &'static str {
+    if msg.contains("Divide by zero") {
+        "22012"
+    } else if msg.contains("Cannot cast") || msg.contains("Cast error") {
+        "22P02"
+    } else if msg.contains("Resources exhausted") {
+        "53200"
+    } else {
+        "XX000"
+    }
+}
+
+/// DataFusion reports most semantic errors as `Plan` with a message; these prefixes are
+/// stable across its releases and are what psql users see anyway.
+fn plan_sqlstate(msg: &str) -> &'static str {
+    if msg.contains("table") && (msg.contains("not found") || msg.contains("doesn't exist")) {
+        "42P01"
+    } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+        "42883"
+    } else if msg.contains("already exists") {
+        "42P07"
+    } else if msg.contains("Cannot infer common")
+        || msg.contains("Cannot coerce")
+        || msg.contains("type")
+    {
+        "42804"
+    } else {
+        "42000"
+    }
+}
+
+/// DataFusion's `Display` prefixes every context layer ("Error during planning: ...");
+/// users want the message of the root cause, with our own context kept.
+fn describe_datafusion(e: &DataFusionError) -> String {
+    match e {
+        DataFusionError::Context(ctx, inner) => format!("{ctx}: {}", describe_datafusion(inner)),
+        DataFusionError::Shared(inner) => describe_datafusion(inner),
+        DataFusionError::Diagnostic(_, inner) => describe_datafusion(inner),
+        DataFusionError::SQL(err, _) => format!("syntax error: {err}"),
+        DataFusionError::Plan(msg)
+        | DataFusionError::Execution(msg)
+        | DataFusionError::NotImplemented(msg)
+        | DataFusionError::ResourcesExhausted(msg)
+        | DataFusionError::Configuration(msg)
+        | DataFusionError::Internal(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::common::{Column, SchemaError};
+
+    #[test]
+    fn sqlstates_of_common_failures() {
+        let syntax = DataFusionError::SQL(
+            Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError("x".into())),
+            None,
+        );
+        assert_eq!(Error::from(syntax).sqlstate(), "42601");
+        let missing_col = DataFusionError::SchemaError(
+            Box::new(SchemaError::FieldNotFound {
+                field: Box::new(Column::from_name("nope")),
+                valid_fields: vec![],
+            }),
+            Box::new(None),
+        );
+        assert_eq!(Error::from(missing_col).sqlstate(), "42703");
+        let oom = DataFusionError::ResourcesExhausted("over limit".into());
+        assert_eq!(Error::from(oom).sqlstate(), "53200");
+        let wrapped = DataFusionError::Context(
+            "outer".into(),
+            Box::new(DataFusionError::Plan("table 'x' not found".into())),
+        );
+        let err = Error::from(wrapped);
+        assert_eq!(err.sqlstate(), "42P01");
+        assert_eq!(err.to_string(), "outer: table 'x' not found");
+    }
+}

@@ -1,0 +1,38 @@
+//! martdb: an embedded analytics database for marketing data.
+//!
+//! Tables are Parquet (managed tables in the Delta Lake format); you query them with SQL
+//! from Rust, from the `martdb` command line or over the Postgres wire protocol.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> martdb::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().to_str().unwrap();
+//! use martdb::Engine;
+//!
+//! let engine = Engine::open(path).await?;
+//! engine.sql("CREATE TABLE visits (user_id BIGINT, channel TEXT)").await?;
+//! engine.sql("INSERT INTO visits VALUES (1, 'ads'), (2, 'organic'), (3, 'ads')").await?;
+//! let batches = engine
+//!     .sql("SELECT channel, count(*) AS n FROM visits GROUP BY channel ORDER BY channel")
+//!     .await?;
+//! println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap());
+//! # assert_eq!(batches[0].num_rows(), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What is created survives a restart: reopen the same directory and `visits` is there.
+
+pub mod catalog;
+pub mod demo;
+mod engine;
+mod error;
+pub mod storage;
+pub mod udf;
+
+pub use engine::{DEFAULT_DATA_DIR, Engine, EngineOptions};
+pub use error::{Error, Result};
+
+/// Re-exported so that embedding applications use the same Arrow and DataFusion.
+pub use datafusion;

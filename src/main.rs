@@ -1,0 +1,264 @@
+//! The `martdb` command line: `serve`, `sql` and `demo`. Thin: it parses arguments and
+//! calls the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use datafusion::arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use martdb::{DEFAULT_DATA_DIR, Engine, EngineOptions};
+
+#[derive(Parser)]
+#[command(name = "martdb", version, about = "An embedded analytics database for marketing data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open a data directory and serve it.
+    Serve {
+        /// Data directory or object-store URL.
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data: String,
+        /// Generate the demo data set first if the directory has no tables yet.
+        #[arg(long)]
+        demo: bool,
+        /// Memory limit for all queries together, e.g. 4G or 512M (default: half of RAM).
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<usize>,
+    },
+    /// Run SQL: a statement argument, a script file (-f) or standard input.
+    Sql {
+        /// Data directory or object-store URL (must exist).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data: String,
+        /// Read statements from this file.
+        #[arg(short = 'f', long = "file", conflicts_with = "statement")]
+        file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write results to this file instead of standard output (required for parquet on a terminal).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Memory limit for all queries together, e.g. 4G or 512M (default: half of RAM).
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<usize>,
+        /// The SQL to run.
+        statement: Option<String>,
+    },
+    /// Write the synthetic marketing demo data set.
+    Demo {
+        /// Data directory to write into (created if missing).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data: String,
+        /// Number of users; every other table scales with it.
+        #[arg(long, default_value_t = martdb::demo::DemoOptions::default().users)]
+        users: u64,
+        /// Random seed: the same seed gives the same data.
+        #[arg(long, default_value_t = martdb::demo::DemoOptions::default().seed)]
+        seed: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size like 512M or 4G"))?;
+    let factor = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use K, M or G)")),
+    };
+    Ok(n * factor)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MARTDB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A failure to report: martdb errors carry their SQLSTATE.
+enum Failure {
+    Engine(martdb::Error),
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Engine(e) => write!(f, "{e} (SQLSTATE {})", e.sqlstate()),
+            Failure::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl From<martdb::Error> for Failure {
+    fn from(e: martdb::Error) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve { data, demo, memory_limit } => {
+            let options = EngineOptions { memory_limit, ..Default::default() };
+            let engine = Engine::open_with(&data, options).await?;
+            if demo && engine.sql("SELECT 1 FROM martdb.tables LIMIT 1").await?.iter().all(|b| b.num_rows() == 0) {
+                martdb::demo::write(&engine, martdb::demo::DemoOptions::default(), true).await?;
+            }
+            for warning in engine.warnings() {
+                eprintln!("WARNING: {warning}");
+            }
+            eprintln!("martdb: serving {} (Ctrl-C to stop)", engine.location());
+            tokio::signal::ctrl_c().await.map_err(|e| Failure::Other(e.to_string()))?;
+            Ok(())
+        }
+        Command::Sql { data, file, format, output, memory_limit, statement } => {
+            let script = match (statement, file) {
+                (Some(sql), _) => Some(sql),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Failure::Other(format!("cannot read {}: {e}", path.display())))?,
+                ),
+                (None, None) => None,
+            };
+            let options = EngineOptions { memory_limit, create_if_missing: false, ..Default::default() };
+            let engine = Engine::open_with(&data, options).await?;
+            for warning in engine.warnings() {
+                eprintln!("WARNING: {warning}");
+            }
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| Failure::Other(format!("cannot create {}: {e}", path.display())))?,
+                )),
+                None => {
+                    if format == Format::Parquet && std::io::stdout().is_terminal() {
+                        return Err(Failure::Other("parquet output is binary: use -o FILE or redirect stdout".into()));
+                    }
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+                }
+            };
+            match script {
+                Some(text) => run_statements(&engine, &text, &mut out, format).await?,
+                None => {
+                    // Statements from standard input run as soon as they are complete, so a
+                    // pipe gets each result (and each acknowledgement) without waiting for EOF.
+                    let mut pending = String::new();
+                    for line in std::io::stdin().lock().lines() {
+                        let line = line.map_err(|e| Failure::Other(format!("cannot read standard input: {e}")))?;
+                        pending.push_str(&line);
+                        pending.push('\n');
+                        if pending.trim_end().ends_with(';') && engine.parse(&pending).is_ok() {
+                            run_statements(&engine, &pending, &mut out, format).await?;
+                            pending.clear();
+                        }
+                    }
+                    run_statements(&engine, &pending, &mut out, format).await?;
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { data, users, seed } => {
+            let engine = Engine::open(&data).await?;
+            let summary = martdb::demo::write(&engine, martdb::demo::DemoOptions { users, seed }, std::io::stderr().is_terminal()).await?;
+            eprintln!("{summary}");
+            Ok(())
+        }
+    }
+}
+
+async fn run_statements(engine: &Engine, text: &str, out: &mut dyn Write, format: Format) -> Result<(), Failure> {
+    for statement in engine.parse(text)? {
+        let stream = engine.execute(statement).await?;
+        let schema = stream.schema();
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(martdb::Error::from)?;
+        if !schema.fields().is_empty() {
+            print_batches(out, format, &schema, &batches)?;
+        }
+        out.flush().map_err(|e| Failure::Other(format!("cannot write output: {e}")))?;
+    }
+    Ok(())
+}
+
+fn print_batches(
+    out: &mut dyn Write,
+    format: Format,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), Failure> {
+    use datafusion::arrow;
+    let io = |e: std::io::Error| Failure::Other(format!("cannot write output: {e}"));
+    let arrow_err = |e: arrow::error::ArrowError| Failure::Other(format!("cannot format output: {e}"));
+    match format {
+        Format::Table => {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if rows == 0 {
+                let empty = RecordBatch::new_empty(schema.clone());
+                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&[empty]).map_err(arrow_err)?).map_err(io)?;
+            } else {
+                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches).map_err(arrow_err)?).map_err(io)?;
+            }
+            writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }).map_err(io)?;
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            if batches.is_empty() {
+                writer.write(&RecordBatch::new_empty(schema.clone())).map_err(arrow_err)?;
+            }
+            for batch in batches {
+                writer.write(batch).map_err(arrow_err)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for batch in batches {
+                writer.write(batch).map_err(arrow_err)?;
+            }
+            writer.finish().map_err(arrow_err)?;
+        }
+        Format::Parquet => {
+            let mut buffer = Vec::new();
+            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buffer, schema.clone(), None)
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            for batch in batches {
+                writer.write(batch).map_err(|e| Failure::Other(e.to_string()))?;
+            }
+            writer.close().map_err(|e| Failure::Other(e.to_string()))?;
+            out.write_all(&buffer).map_err(io)?;
+        }
+    }
+    Ok(())
+}
