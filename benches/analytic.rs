@@ -12,27 +12,46 @@ use martdb::demo::DemoOptions;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main]
 async fn main() {
-    let users: u64 = arg("--users").map(|v| v.parse().unwrap()).unwrap_or(1_000_000);
+    let users: u64 = arg("--users")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(1_000_000);
     let runs: usize = arg("--runs").map(|v| v.parse().unwrap()).unwrap_or(5);
     let data = arg("--data").unwrap_or_else(|| {
-        format!("{}/bench-data/demo-{users}", env!("CARGO_MANIFEST_DIR").to_string() + "/target")
+        format!(
+            "{}/bench-data/demo-{users}",
+            env!("CARGO_MANIFEST_DIR").to_string() + "/target"
+        )
     });
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let engine = Engine::open(&data).await.expect("open bench data");
-    let have_demo = engine.sql("SELECT 1 FROM martdb.tables WHERE table_name = 'events'").await.unwrap().iter().any(|b| b.num_rows() > 0);
+    let have_demo = engine
+        .sql("SELECT 1 FROM martdb.tables WHERE table_name = 'events'")
+        .await
+        .unwrap()
+        .iter()
+        .any(|b| b.num_rows() > 0);
     if !have_demo {
-        let summary = martdb::demo::write(&engine, DemoOptions { users, seed: 42 }, true).await.expect("demo data");
+        let summary = martdb::demo::write(&engine, DemoOptions { users, seed: 42 }, true)
+            .await
+            .expect("demo data");
         eprintln!("{summary}");
     }
     let queries = peer::queries();
     let duck = peer::run_duckdb(&engine, &queries, runs, threads).await;
     println!("martdb vs DuckDB, {users} demo users, {threads} threads, median of {runs} runs");
-    println!("{:<28} {:>12} {:>12} {:>8}  results", "query", "martdb ms", "duckdb ms", "ratio");
+    println!(
+        "{:<28} {:>12} {:>12} {:>8}  results",
+        "query", "martdb ms", "duckdb ms", "ratio"
+    );
     let mut log_sum = 0.0;
     for query in &queries {
         // One warm-up run so both engines have the file metadata cached.
@@ -47,8 +66,15 @@ async fn main() {
             ours.seconds * 1e3,
             theirs.seconds * 1e3,
             ratio,
-            if peer::same_rows(&ours.rows, &theirs.rows) { "same" } else { "DIFFERENT" }
+            if peer::same_rows(&ours.rows, &theirs.rows) {
+                "same"
+            } else {
+                "DIFFERENT"
+            }
         );
     }
-    println!("geometric mean ratio (duckdb time / martdb time; > 1 means martdb is faster): {:.2}x", (log_sum / queries.len() as f64).exp());
+    println!(
+        "geometric mean ratio (duckdb time / martdb time; > 1 means martdb is faster): {:.2}x",
+        (log_sum / queries.len() as f64).exp()
+    );
 }

@@ -47,19 +47,33 @@ pub async fn run_martdb(engine: &Engine, query: &Query, runs: usize) -> Measured
     let mut rows = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let batches = engine.sql(&query.sql).await.unwrap_or_else(|e| panic!("{}: {e}", query.name));
+        let batches = engine
+            .sql(&query.sql)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", query.name));
         times.push(started.elapsed().as_secs_f64());
         rows = Vec::new();
         let options = FormatOptions::default().with_null("NULL");
         for batch in &batches {
-            let formatters: Vec<_> =
-                batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
             for row in 0..batch.num_rows() {
-                rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
             }
         }
     }
-    Measured { seconds: median(&mut times), rows }
+    Measured {
+        seconds: median(&mut times),
+        rows,
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -74,8 +88,16 @@ pub fn python() -> String {
 }
 
 /// Runs every query `runs` times in DuckDB over the Parquet files of martdb's tables.
-pub async fn run_duckdb(engine: &Engine, queries: &[Query], runs: usize, threads: usize) -> BTreeMap<String, Measured> {
-    let files = engine.sql("SELECT table_name, path FROM martdb.table_files ORDER BY 1, 2").await.unwrap();
+pub async fn run_duckdb(
+    engine: &Engine,
+    queries: &[Query],
+    runs: usize,
+    threads: usize,
+) -> BTreeMap<String, Measured> {
+    let files = engine
+        .sql("SELECT table_name, path FROM martdb.table_files ORDER BY 1, 2")
+        .await
+        .unwrap();
     let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for batch in &files {
         let options = FormatOptions::default();
@@ -88,7 +110,10 @@ pub async fn run_duckdb(engine: &Engine, queries: &[Query], runs: usize, threads
                 .and_then(|u| u.to_file_path().ok())
                 .map(|p| p.display().to_string())
                 .unwrap_or(uri);
-            tables.entry(names.value(row).to_string()).or_default().push(path);
+            tables
+                .entry(names.value(row).to_string())
+                .or_default()
+                .push(path);
         }
     }
     let spec = serde_json::json!({
@@ -104,15 +129,26 @@ pub async fn run_duckdb(engine: &Engine, queries: &[Query], runs: usize, threads
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} (run scripts/test.sh, which installs duckdb): {e}", python()));
-    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (run scripts/test.sh, which installs duckdb): {e}",
+                python()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
         "duckdb peer failed (scripts/test.sh installs duckdb into a venv and sets MARTDB_PYTHON): {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let parsed: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&output.stdout).unwrap();
     parsed
         .into_iter()
         .map(|(name, v)| {
@@ -120,9 +156,21 @@ pub async fn run_duckdb(engine: &Engine, queries: &[Query], runs: usize, threads
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| r.as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect())
+                .map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c.as_str().unwrap().to_string())
+                        .collect()
+                })
                 .collect();
-            (name, Measured { seconds: v["seconds"].as_f64().unwrap(), rows })
+            (
+                name,
+                Measured {
+                    seconds: v["seconds"].as_f64().unwrap(),
+                    rows,
+                },
+            )
         })
         .collect()
 }

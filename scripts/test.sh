@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: psql drives the wire server in the tests.
+if ! command -v psql >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql-client
+fi
+
 # Python peers (DuckDB for the differential checks) in a cached venv.
 VENV="${MARTDB_VENV:-$HOME/.cache/martdb-venv}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then

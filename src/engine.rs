@@ -10,12 +10,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA};
@@ -62,7 +62,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("root", &self.storage.root().as_str()).finish()
+        f.debug_struct("Engine")
+            .field("root", &self.storage.root().as_str())
+            .finish()
     }
 }
 
@@ -83,7 +85,9 @@ impl Engine {
             },
         )?);
         let partitions = options.target_partitions.unwrap_or_else(|| {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         });
         let memory_limit = options.memory_limit.unwrap_or_else(default_memory_limit);
         let runtime = RuntimeEnvBuilder::new()
@@ -107,7 +111,11 @@ impl Engine {
         crate::udf::register_all(&ctx);
         let catalog = Catalog::new(storage.clone(), &ctx);
         catalog.restore(&ctx).await?;
-        Ok(Engine { ctx, catalog, storage })
+        Ok(Engine {
+            ctx,
+            catalog,
+            storage,
+        })
     }
 
     /// Runs every statement in `sql` in order and returns the result of the last one.
@@ -138,9 +146,24 @@ impl Engine {
 
     /// Runs one parsed statement.
     pub async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
-        let state = self.ctx.state();
         let text = statement.to_string();
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = self.plan(statement).await?;
+        self.execute_plan(plan, text).await
+    }
+
+    /// Plans one parsed statement without running it (`$n` placeholders stay in the plan).
+    pub async fn plan(&self, statement: Statement) -> Result<LogicalPlan> {
+        Ok(self.ctx.state().statement_to_plan(statement).await?)
+    }
+
+    /// Runs a planned statement, e.g. one whose `$n` placeholders a client bound. `text` is
+    /// the statement's SQL, kept as the definition of views and external tables.
+    pub async fn execute_plan(
+        &self,
+        plan: LogicalPlan,
+        text: String,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
                 let rows = self.catalog.create_table(&state, &create).await?;
@@ -219,12 +242,22 @@ impl Engine {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        Ok(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+        Ok(self
+            .ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?)
     }
 
     /// Creates (or replaces) the managed table `name` from a logical plan, streaming its
     /// rows into one atomic commit. Returns the number of rows written.
-    pub async fn create_table_from_plan(&self, name: &str, plan: LogicalPlan, replace: bool) -> Result<u64> {
+    pub async fn create_table_from_plan(
+        &self,
+        name: &str,
+        plan: LogicalPlan,
+        replace: bool,
+    ) -> Result<u64> {
         let state = self.ctx.state();
         let create = datafusion::logical_expr::CreateMemoryTable {
             name: name.into(),
@@ -256,9 +289,16 @@ impl Engine {
 }
 
 fn count_stream(rows: u64) -> SendableRecordBatchStream {
-    let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(vec![rows]))])
-        .expect("count batch matches its schema");
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
+    )
+    .expect("count batch matches its schema");
     Box::pin(RecordBatchStreamAdapter::new(
         schema,
         futures::stream::iter([Ok(batch)]),
@@ -267,7 +307,10 @@ fn count_stream(rows: u64) -> SendableRecordBatchStream {
 
 fn empty_stream() -> SendableRecordBatchStream {
     let schema = Arc::new(Schema::empty());
-    Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty().boxed()))
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::empty().boxed(),
+    ))
 }
 
 /// Half of physical memory: room for the OS and other processes, and queries spill
@@ -280,7 +323,13 @@ fn default_memory_limit() -> usize {
     meminfo
         .lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
         .map(|kib| kib * 1024 / 2)
         .unwrap_or(FALLBACK)
 }

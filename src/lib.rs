@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod demo;
 mod engine;
 mod error;
+pub mod server;
 pub mod storage;
 pub mod udf;
 

@@ -11,7 +11,11 @@ use futures::TryStreamExt;
 use martdb::{DEFAULT_DATA_DIR, Engine, EngineOptions};
 
 #[derive(Parser)]
-#[command(name = "martdb", version, about = "An embedded analytics database for marketing data")]
+#[command(
+    name = "martdb",
+    version,
+    about = "An embedded analytics database for marketing data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +28,9 @@ enum Command {
         /// Data directory or object-store URL.
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data: String,
+        /// Address to listen on (PostgreSQL wire protocol).
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        listen: std::net::SocketAddr,
         /// Generate the demo data set first if the directory has no tables yet.
         #[arg(long)]
         demo: bool,
@@ -76,7 +83,9 @@ enum Format {
 fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size like 512M or 4G"))?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 512M or 4G"))?;
     let factor = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
@@ -132,41 +141,85 @@ impl From<martdb::Error> for Failure {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { data, demo, memory_limit } => {
-            let options = EngineOptions { memory_limit, ..Default::default() };
+        Command::Serve {
+            data,
+            listen,
+            demo,
+            memory_limit,
+        } => {
+            if !listen.ip().is_loopback() {
+                return Err(Failure::Other(format!(
+                    "refusing to listen on {listen}: only trust authentication exists yet, so martdb serves loopback addresses only"
+                )));
+            }
+            let options = EngineOptions {
+                memory_limit,
+                ..Default::default()
+            };
             let engine = Engine::open_with(&data, options).await?;
-            if demo && engine.sql("SELECT 1 FROM martdb.tables LIMIT 1").await?.iter().all(|b| b.num_rows() == 0) {
+            if demo
+                && engine
+                    .sql("SELECT 1 FROM martdb.tables LIMIT 1")
+                    .await?
+                    .iter()
+                    .all(|b| b.num_rows() == 0)
+            {
                 martdb::demo::write(&engine, martdb::demo::DemoOptions::default(), true).await?;
             }
             for warning in engine.warnings() {
                 eprintln!("WARNING: {warning}");
             }
-            eprintln!("martdb: serving {} (Ctrl-C to stop)", engine.location());
-            tokio::signal::ctrl_c().await.map_err(|e| Failure::Other(e.to_string()))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| Failure::Other(format!("cannot listen on {listen}: {e}")))?;
+            eprintln!(
+                "martdb: serving {} on {listen} (psql -h {} -p {}); Ctrl-C to stop",
+                engine.location(),
+                listen.ip(),
+                listen.port()
+            );
+            martdb::server::serve_listener(engine, listener, shutdown_signal())
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            eprintln!("martdb: stopped");
             Ok(())
         }
-        Command::Sql { data, file, format, output, memory_limit, statement } => {
-            let script = match (statement, file) {
-                (Some(sql), _) => Some(sql),
-                (None, Some(path)) => Some(
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| Failure::Other(format!("cannot read {}: {e}", path.display())))?,
-                ),
-                (None, None) => None,
+        Command::Sql {
+            data,
+            file,
+            format,
+            output,
+            memory_limit,
+            statement,
+        } => {
+            let script =
+                match (statement, file) {
+                    (Some(sql), _) => Some(sql),
+                    (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                        Failure::Other(format!("cannot read {}: {e}", path.display()))
+                    })?),
+                    (None, None) => None,
+                };
+            let options = EngineOptions {
+                memory_limit,
+                create_if_missing: false,
+                ..Default::default()
             };
-            let options = EngineOptions { memory_limit, create_if_missing: false, ..Default::default() };
             let engine = Engine::open_with(&data, options).await?;
             for warning in engine.warnings() {
                 eprintln!("WARNING: {warning}");
             }
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .map_err(|e| Failure::Other(format!("cannot create {}: {e}", path.display())))?,
+                    std::fs::File::create(path).map_err(|e| {
+                        Failure::Other(format!("cannot create {}: {e}", path.display()))
+                    })?,
                 )),
                 None => {
                     if format == Format::Parquet && std::io::stdout().is_terminal() {
-                        return Err(Failure::Other("parquet output is binary: use -o FILE or redirect stdout".into()));
+                        return Err(Failure::Other(
+                            "parquet output is binary: use -o FILE or redirect stdout".into(),
+                        ));
                     }
                     Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
                 }
@@ -178,7 +231,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     // pipe gets each result (and each acknowledgement) without waiting for EOF.
                     let mut pending = String::new();
                     for line in std::io::stdin().lock().lines() {
-                        let line = line.map_err(|e| Failure::Other(format!("cannot read standard input: {e}")))?;
+                        let line = line.map_err(|e| {
+                            Failure::Other(format!("cannot read standard input: {e}"))
+                        })?;
                         pending.push_str(&line);
                         pending.push('\n');
                         if pending.trim_end().ends_with(';') && engine.parse(&pending).is_ok() {
@@ -193,14 +248,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo { data, users, seed } => {
             let engine = Engine::open(&data).await?;
-            let summary = martdb::demo::write(&engine, martdb::demo::DemoOptions { users, seed }, std::io::stderr().is_terminal()).await?;
+            let summary = martdb::demo::write(
+                &engine,
+                martdb::demo::DemoOptions { users, seed },
+                std::io::stderr().is_terminal(),
+            )
+            .await?;
             eprintln!("{summary}");
             Ok(())
         }
     }
 }
 
-async fn run_statements(engine: &Engine, text: &str, out: &mut dyn Write, format: Format) -> Result<(), Failure> {
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run_statements(
+    engine: &Engine,
+    text: &str,
+    out: &mut dyn Write,
+    format: Format,
+) -> Result<(), Failure> {
     for statement in engine.parse(text)? {
         let stream = engine.execute(statement).await?;
         let schema = stream.schema();
@@ -208,7 +283,8 @@ async fn run_statements(engine: &Engine, text: &str, out: &mut dyn Write, format
         if !schema.fields().is_empty() {
             print_batches(out, format, &schema, &batches)?;
         }
-        out.flush().map_err(|e| Failure::Other(format!("cannot write output: {e}")))?;
+        out.flush()
+            .map_err(|e| Failure::Other(format!("cannot write output: {e}")))?;
     }
     Ok(())
 }
@@ -221,22 +297,37 @@ fn print_batches(
 ) -> Result<(), Failure> {
     use datafusion::arrow;
     let io = |e: std::io::Error| Failure::Other(format!("cannot write output: {e}"));
-    let arrow_err = |e: arrow::error::ArrowError| Failure::Other(format!("cannot format output: {e}"));
+    let arrow_err =
+        |e: arrow::error::ArrowError| Failure::Other(format!("cannot format output: {e}"));
     match format {
         Format::Table => {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             if rows == 0 {
                 let empty = RecordBatch::new_empty(schema.clone());
-                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&[empty]).map_err(arrow_err)?).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    arrow::util::pretty::pretty_format_batches(&[empty]).map_err(arrow_err)?
+                )
+                .map_err(io)?;
             } else {
-                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches).map_err(arrow_err)?).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    arrow::util::pretty::pretty_format_batches(batches).map_err(arrow_err)?
+                )
+                .map_err(io)?;
             }
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }).map_err(io)?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
-                writer.write(&RecordBatch::new_empty(schema.clone())).map_err(arrow_err)?;
+                writer
+                    .write(&RecordBatch::new_empty(schema.clone()))
+                    .map_err(arrow_err)?;
             }
             for batch in batches {
                 writer.write(batch).map_err(arrow_err)?;
@@ -251,10 +342,13 @@ fn print_batches(
         }
         Format::Parquet => {
             let mut buffer = Vec::new();
-            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buffer, schema.clone(), None)
-                .map_err(|e| Failure::Other(e.to_string()))?;
+            let mut writer =
+                datafusion::parquet::arrow::ArrowWriter::try_new(&mut buffer, schema.clone(), None)
+                    .map_err(|e| Failure::Other(e.to_string()))?;
             for batch in batches {
-                writer.write(batch).map_err(|e| Failure::Other(e.to_string()))?;
+                writer
+                    .write(batch)
+                    .map_err(|e| Failure::Other(e.to_string()))?;
             }
             writer.close().map_err(|e| Failure::Other(e.to_string()))?;
             out.write_all(&buffer).map_err(io)?;

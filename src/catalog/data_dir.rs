@@ -34,20 +34,25 @@ pub(crate) enum Found {
     DeltaDir(PathBuf),
 }
 
+/// A discovered table and the files it was opened from (reopened if those change).
+type Discovered = (Found, Arc<dyn TableProvider>);
+
 /// The `public` schema of a local data directory.
 pub struct DataDirSchema {
     root: Option<PathBuf>,
     /// Folders under the root that are schemas, not tables.
     reserved: Arc<RwLock<Vec<String>>>,
     registered: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
-    discovered: RwLock<HashMap<String, (Found, Arc<dyn TableProvider>)>>,
+    discovered: RwLock<HashMap<String, Discovered>>,
     /// Only used to infer the schemas of discovered files; shares the engine's runtime.
     state: SessionState,
 }
 
 impl std::fmt::Debug for DataDirSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataDirSchema").field("root", &self.root).finish()
+        f.debug_struct("DataDirSchema")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
@@ -85,7 +90,14 @@ impl DataDirSchema {
             return Some(Found::ParquetFile(file));
         }
         let dir = root.join(name);
-        if !dir.is_dir() || self.reserved.read().expect("lock").iter().any(|s| s == name) {
+        if !dir.is_dir()
+            || self
+                .reserved
+                .read()
+                .expect("lock")
+                .iter()
+                .any(|s| s == name)
+        {
             return None;
         }
         if dir.join("_delta_log").is_dir() {
@@ -178,7 +190,6 @@ fn contains_parquet(dir: &Path, depth: usize) -> bool {
 
 #[async_trait]
 impl SchemaProvider for DataDirSchema {
-
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .registered

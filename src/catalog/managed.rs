@@ -218,9 +218,18 @@ fn percent_decode(s: &str) -> String {
 /// Plans and optimises `input` before handing it to the Delta writer, which reports
 /// failures as text: errors found here (bad casts of constants, unknown columns) keep
 /// their type and so their SQLSTATE.
-fn checked(table: &str, input: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, CatalogError> {
+fn checked(
+    table: &str,
+    input: LogicalPlan,
+    state: &SessionState,
+) -> Result<LogicalPlan, CatalogError> {
     let input = delta_compatible(table, input)?;
-    state.optimize(&input).map_err(|source| CatalogError::Query { table: table.to_string(), source })
+    state
+        .optimize(&input)
+        .map_err(|source| CatalogError::Query {
+            table: table.to_string(),
+            source,
+        })
 }
 
 /// Delta Lake has no unsigned integers and stores timestamps in microseconds; cast such
@@ -293,7 +302,6 @@ fn delta_type(data_type: &DataType) -> Option<DataType> {
 
 #[async_trait]
 impl TableProvider for ManagedTable {
-
     fn schema(&self) -> SchemaRef {
         self.provider().schema()
     }
@@ -349,12 +357,20 @@ mod tests {
             Some(DataType::Timestamp(TimeUnit::Microsecond, None))
         );
         assert_eq!(delta_type(&DataType::Utf8View), Some(DataType::Utf8));
-        assert_eq!(delta_type(&DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::DayTime)), None);
+        assert_eq!(
+            delta_type(&DataType::Interval(
+                datafusion::arrow::datatypes::IntervalUnit::DayTime
+            )),
+            None
+        );
     }
 
     #[test]
     fn percent_decoding_of_delta_paths() {
-        assert_eq!(percent_decode("part-0001%20a.parquet"), "part-0001 a.parquet");
+        assert_eq!(
+            percent_decode("part-0001%20a.parquet"),
+            "part-0001 a.parquet"
+        );
         assert_eq!(percent_decode("a+b.parquet"), "a+b.parquet");
     }
 }

@@ -20,13 +20,17 @@ mod system;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{CreateMemoryTable, DropCatalogSchema, DropTable, DropView, LogicalPlan};
+use datafusion::logical_expr::{
+    CreateMemoryTable, DropCatalogSchema, DropTable, DropView, LogicalPlan,
+};
 use datafusion::prelude::SessionContext;
-use datafusion::common::TableReference;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -91,11 +95,17 @@ pub enum CatalogError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Definition {
     Schema,
-    Managed { location: String },
+    Managed {
+        location: String,
+    },
     /// The `CREATE EXTERNAL TABLE` statement, replayed on open.
-    External { sql: String },
+    External {
+        sql: String,
+    },
     /// The `CREATE VIEW` statement, replayed on open.
-    View { sql: String },
+    View {
+        sql: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,7 +182,9 @@ impl Catalog {
         });
         let system = Arc::new(MemorySchemaProvider::new());
         for (name, table) in system::tables(Arc::downgrade(&inner)) {
-            system.register_table(name.into(), table).expect("fresh schema");
+            system
+                .register_table(name.into(), table)
+                .expect("fresh schema");
         }
         provider
             .register_schema(SYSTEM_SCHEMA, system)
@@ -205,12 +217,9 @@ impl Catalog {
                     },
                     Err(e) => Err(CatalogError::Metadata(format!("bad location: {e}")).into()),
                 },
-                Definition::External { sql } | Definition::View { sql } => ctx
-                    .sql(sql)
-                    .await
-                    .and_then(|df| Ok(df.into_unoptimized_plan()))
-                    .map(|_| ())
-                    .map_err(Into::into),
+                Definition::External { sql } | Definition::View { sql } => {
+                    ctx.sql(sql).await.map(|_| ()).map_err(Into::into)
+                }
             };
             if let Err(e) = outcome {
                 let warning = format!("could not restore '{name}': {e}");
@@ -262,11 +271,17 @@ impl Catalog {
     }
 
     async fn lookup(&self, name: &QualifiedName) -> crate::Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.schema_provider(&name.schema)?.table(&name.table).await?)
+        Ok(self
+            .schema_provider(&name.schema)?
+            .table(&name.table)
+            .await?)
     }
 
     /// The managed table `reference` names, or an error saying why it cannot be written.
-    pub(crate) async fn managed(&self, reference: &TableReference) -> crate::Result<Arc<dyn TableProvider>> {
+    pub(crate) async fn managed(
+        &self,
+        reference: &TableReference,
+    ) -> crate::Result<Arc<dyn TableProvider>> {
         let name = self.resolve(reference);
         let table = self
             .lookup(&name)
@@ -298,7 +313,9 @@ impl Catalog {
     /// How a table is defined: `managed`, `external`, `view` or `file` (discovered).
     fn kind_of(&self, name: &QualifiedName, table: &dyn TableProvider) -> &'static str {
         if table.downcast_ref::<ManagedTable>().is_some() {
-            if name.schema == DEFAULT_SCHEMA && self.inner.public.discovered_source(&name.table).is_some() {
+            if name.schema == DEFAULT_SCHEMA
+                && self.inner.public.discovered_source(&name.table).is_some()
+            {
                 return "file";
             }
             return "managed";
@@ -306,7 +323,9 @@ impl Catalog {
         if table.table_type() == datafusion::datasource::TableType::View {
             return "view";
         }
-        if name.schema == DEFAULT_SCHEMA && self.inner.public.discovered_source(&name.table).is_some() {
+        if name.schema == DEFAULT_SCHEMA
+            && self.inner.public.discovered_source(&name.table).is_some()
+        {
             return "file";
         }
         "external"
@@ -316,7 +335,11 @@ impl Catalog {
 
     /// `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t (...)` and `CREATE TABLE t AS SELECT`.
     /// Returns the number of rows written.
-    pub(crate) async fn create_table(&self, state: &SessionState, create: &CreateMemoryTable) -> crate::Result<u64> {
+    pub(crate) async fn create_table(
+        &self,
+        state: &SessionState,
+        create: &CreateMemoryTable,
+    ) -> crate::Result<u64> {
         let name = self.resolve(&create.name);
         if !create.column_defaults.is_empty() {
             return Err(crate::Error::Unsupported(format!(
@@ -332,7 +355,10 @@ impl Catalog {
                 let managed = existing.downcast_ref::<ManagedTable>().expect("checked");
                 return Ok(managed.write((*create.input).clone(), state, true).await?);
             }
-            return Err(CatalogError::TableExists { name: name.to_string() }.into());
+            return Err(CatalogError::TableExists {
+                name: name.to_string(),
+            }
+            .into());
         }
         let url = self.inner.storage.table_url(
             (name.schema != DEFAULT_SCHEMA).then_some(name.schema.as_str()),
@@ -343,8 +369,15 @@ impl Catalog {
             // committing its record leaves behind; nothing references it.
             self.inner.storage.remove_dir(&url).await?;
         }
-        let (table, rows) = ManagedTable::create(&name.to_string(), &url, (*create.input).clone(), state).await?;
-        self.put_record(&name.schema, Some(&name.table), Definition::Managed { location: url.to_string() })?;
+        let (table, rows) =
+            ManagedTable::create(&name.to_string(), &url, (*create.input).clone(), state).await?;
+        self.put_record(
+            &name.schema,
+            Some(&name.table),
+            Definition::Managed {
+                location: url.to_string(),
+            },
+        )?;
         self.register(&name, Arc::new(table))?;
         Ok(rows)
     }
@@ -358,12 +391,16 @@ impl Catalog {
         input: &LogicalPlan,
     ) -> crate::Result<u64> {
         let provider = self.managed(table).await?;
-        let managed = provider.downcast_ref::<ManagedTable>().expect("managed() checked");
+        let managed = provider
+            .downcast_ref::<ManagedTable>()
+            .expect("managed() checked");
         let overwrite = match op {
             InsertOp::Append => false,
             InsertOp::Overwrite => true,
             InsertOp::Replace => {
-                return Err(crate::Error::Unsupported("REPLACE INTO is not supported".into()));
+                return Err(crate::Error::Unsupported(
+                    "REPLACE INTO is not supported".into(),
+                ));
             }
         };
         Ok(managed.write(input.clone(), state, overwrite).await?)
@@ -381,7 +418,12 @@ impl Catalog {
         self.drop_object(&name, drop.if_exists, true).await
     }
 
-    async fn drop_object(&self, name: &QualifiedName, if_exists: bool, view: bool) -> crate::Result<()> {
+    async fn drop_object(
+        &self,
+        name: &QualifiedName,
+        if_exists: bool,
+        view: bool,
+    ) -> crate::Result<()> {
         let key = record_key(&name.schema, Some(&name.table));
         let record = self.record(&key)?;
         let provider = match self.inner.provider.schema(&name.schema) {
@@ -397,25 +439,45 @@ impl Catalog {
             if if_exists {
                 return Ok(());
             }
-            return Err(CatalogError::TableNotFound { name: name.to_string() }.into());
+            return Err(CatalogError::TableNotFound {
+                name: name.to_string(),
+            }
+            .into());
         };
         let kind = self.kind_of(name, provider.as_ref());
         match (kind, view) {
             ("view", false) => {
-                return Err(CatalogError::WrongKind { name: name.to_string(), actual: "a view", expected: "a table (use DROP VIEW)" }.into());
+                return Err(CatalogError::WrongKind {
+                    name: name.to_string(),
+                    actual: "a view",
+                    expected: "a table (use DROP VIEW)",
+                }
+                .into());
             }
             ("view", true) => {}
             (_, true) => {
-                return Err(CatalogError::WrongKind { name: name.to_string(), actual: "a table", expected: "a view (use DROP TABLE)" }.into());
+                return Err(CatalogError::WrongKind {
+                    name: name.to_string(),
+                    actual: "a table",
+                    expected: "a view (use DROP TABLE)",
+                }
+                .into());
             }
             ("file", false) => {
-                return Err(CatalogError::ReadOnly { name: name.to_string(), what: "a Parquet file in the data directory (delete the file to drop it)" }.into());
+                return Err(CatalogError::ReadOnly {
+                    name: name.to_string(),
+                    what: "a Parquet file in the data directory (delete the file to drop it)",
+                }
+                .into());
             }
             _ => {}
         }
-        let pending = record.as_ref().and_then(|r| pending_location(&r.definition));
+        let pending = record
+            .as_ref()
+            .and_then(|r| pending_location(&r.definition));
         self.delete_record(&key, pending.clone())?;
-        self.schema_provider(&name.schema)?.deregister_table(&name.table)?;
+        self.schema_provider(&name.schema)?
+            .deregister_table(&name.table)?;
         if let Some(location) = pending {
             self.remove_table_data(&location).await?;
         }
@@ -437,7 +499,9 @@ impl Catalog {
     pub(crate) async fn drop_schema(&self, drop: &DropCatalogSchema) -> crate::Result<()> {
         let schema = drop.name.schema_name().to_string();
         if schema == DEFAULT_SCHEMA || schema == SYSTEM_SCHEMA {
-            return Err(crate::Error::Unsupported(format!("schema '{schema}' cannot be dropped")));
+            return Err(crate::Error::Unsupported(format!(
+                "schema '{schema}' cannot be dropped"
+            )));
         }
         let Some(provider) = self.inner.provider.schema(&schema) else {
             if drop.if_exists {
@@ -450,7 +514,10 @@ impl Catalog {
             return Err(CatalogError::SchemaNotEmpty { name: schema }.into());
         }
         for table in names {
-            let name = QualifiedName { schema: schema.clone(), table };
+            let name = QualifiedName {
+                schema: schema.clone(),
+                table,
+            };
             let is_view = provider
                 .table(&name.table)
                 .await?
@@ -459,15 +526,28 @@ impl Catalog {
         }
         self.delete_record(&record_key(&schema, None), None)?;
         self.inner.provider.deregister_schema(&schema, true)?;
-        self.inner.schema_names.write().expect("lock").retain(|s| s != &schema);
+        self.inner
+            .schema_names
+            .write()
+            .expect("lock")
+            .retain(|s| s != &schema);
         Ok(())
     }
 
     /// `CREATE EXTERNAL TABLE` / `CREATE VIEW` after DataFusion registered it: persist the
     /// statement so that it is replayed on open.
-    pub(crate) fn object_created(&self, reference: &TableReference, sql: String, view: bool) -> crate::Result<()> {
+    pub(crate) fn object_created(
+        &self,
+        reference: &TableReference,
+        sql: String,
+        view: bool,
+    ) -> crate::Result<()> {
         let name = self.resolve(reference);
-        let definition = if view { Definition::View { sql } } else { Definition::External { sql } };
+        let definition = if view {
+            Definition::View { sql }
+        } else {
+            Definition::External { sql }
+        };
         self.put_record(&name.schema, Some(&name.table), definition)
     }
 
@@ -507,7 +587,12 @@ impl Catalog {
         Ok(Some(record))
     }
 
-    fn put_record(&self, schema: &str, name: Option<&str>, definition: Definition) -> crate::Result<()> {
+    fn put_record(
+        &self,
+        schema: &str,
+        name: Option<&str>,
+        definition: Definition,
+    ) -> crate::Result<()> {
         let storage = &self.inner.storage;
         let key = record_key(schema, name);
         // Replacing a definition keeps its place in the replay order.
@@ -515,12 +600,22 @@ impl Catalog {
             Some(existing) => existing.seq,
             None => self.inner.next_seq.fetch_add(1, Ordering::SeqCst),
         };
-        let record = Record { seq, schema: schema.to_string(), name: name.unwrap_or_default().to_string(), definition };
+        let record = Record {
+            seq,
+            schema: schema.to_string(),
+            name: name.unwrap_or_default().to_string(),
+            definition,
+        };
         let bytes = serde_json::to_vec(&record).expect("records serialise");
-        let txn = storage.kv().begin_write().map_err(|e| storage.kv_error(e))?;
+        let txn = storage
+            .kv()
+            .begin_write()
+            .map_err(|e| storage.kv_error(e))?;
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| storage.kv_error(e))?;
-            table.insert(key.as_str(), bytes.as_slice()).map_err(|e| storage.kv_error(e))?;
+            table
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(|e| storage.kv_error(e))?;
         }
         txn.commit().map_err(|e| storage.kv_error(e))?;
         Ok(())
@@ -528,13 +623,20 @@ impl Catalog {
 
     fn delete_record(&self, key: &str, pending_drop: Option<String>) -> crate::Result<()> {
         let storage = &self.inner.storage;
-        let txn = storage.kv().begin_write().map_err(|e| storage.kv_error(e))?;
+        let txn = storage
+            .kv()
+            .begin_write()
+            .map_err(|e| storage.kv_error(e))?;
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| storage.kv_error(e))?;
             table.remove(key).map_err(|e| storage.kv_error(e))?;
             if let Some(location) = &pending_drop {
-                let mut pending = txn.open_table(PENDING_DROPS).map_err(|e| storage.kv_error(e))?;
-                pending.insert(location.as_str(), ()).map_err(|e| storage.kv_error(e))?;
+                let mut pending = txn
+                    .open_table(PENDING_DROPS)
+                    .map_err(|e| storage.kv_error(e))?;
+                pending
+                    .insert(location.as_str(), ())
+                    .map_err(|e| storage.kv_error(e))?;
             }
         }
         txn.commit().map_err(|e| storage.kv_error(e))?;
@@ -543,11 +645,17 @@ impl Catalog {
 
     async fn remove_table_data(&self, location: &str) -> crate::Result<()> {
         let storage = &self.inner.storage;
-        let url = Url::parse(location).map_err(|e| CatalogError::Metadata(format!("bad location: {e}")))?;
+        let url = Url::parse(location)
+            .map_err(|e| CatalogError::Metadata(format!("bad location: {e}")))?;
         storage.remove_dir(&url).await?;
-        let txn = storage.kv().begin_write().map_err(|e| storage.kv_error(e))?;
+        let txn = storage
+            .kv()
+            .begin_write()
+            .map_err(|e| storage.kv_error(e))?;
         {
-            let mut pending = txn.open_table(PENDING_DROPS).map_err(|e| storage.kv_error(e))?;
+            let mut pending = txn
+                .open_table(PENDING_DROPS)
+                .map_err(|e| storage.kv_error(e))?;
             pending.remove(location).map_err(|e| storage.kv_error(e))?;
         }
         txn.commit().map_err(|e| storage.kv_error(e))?;

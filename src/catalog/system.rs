@@ -57,11 +57,19 @@ pub(super) fn tables(catalog: Weak<Inner>) -> Vec<(&'static str, Arc<dyn TablePr
     vec![
         (
             "tables",
-            Arc::new(SystemTable { kind: Kind::Tables, schema: Arc::new(tables), catalog: catalog.clone() }) as _,
+            Arc::new(SystemTable {
+                kind: Kind::Tables,
+                schema: Arc::new(tables),
+                catalog: catalog.clone(),
+            }) as _,
         ),
         (
             "table_files",
-            Arc::new(SystemTable { kind: Kind::TableFiles, schema: Arc::new(files), catalog }) as _,
+            Arc::new(SystemTable {
+                kind: Kind::TableFiles,
+                schema: Arc::new(files),
+                catalog,
+            }) as _,
         ),
     ]
 }
@@ -83,14 +91,21 @@ impl SystemTable {
         let mut file_counts = Int64Builder::new();
         let mut paths = StringBuilder::new();
         for schema_name in schema_names.iter().filter(|s| *s != SYSTEM_SCHEMA) {
-            let Some(schema) = catalog.inner.provider.schema(schema_name) else { continue };
+            let Some(schema) = catalog.inner.provider.schema(schema_name) else {
+                continue;
+            };
             let mut table_names = schema.table_names();
             table_names.sort();
             for table_name in table_names {
-                let name = QualifiedName { schema: schema_name.clone(), table: table_name };
+                let name = QualifiedName {
+                    schema: schema_name.clone(),
+                    table: table_name,
+                };
                 // A table whose files are unreadable still gets a row in `martdb.tables`.
                 let provider = schema.table(&name.table).await.ok().flatten();
-                let managed = provider.as_ref().and_then(|p| p.downcast_ref::<ManagedTable>());
+                let managed = provider
+                    .as_ref()
+                    .and_then(|p| p.downcast_ref::<ManagedTable>());
                 match self.kind {
                     Kind::Tables => {
                         schemas.append_value(&name.schema);
@@ -132,7 +147,11 @@ impl SystemTable {
                 Arc::new(versions.finish()),
                 Arc::new(file_counts.finish()),
             ],
-            Kind::TableFiles => vec![Arc::new(schemas.finish()), Arc::new(names.finish()), Arc::new(paths.finish())],
+            Kind::TableFiles => vec![
+                Arc::new(schemas.finish()),
+                Arc::new(names.finish()),
+                Arc::new(paths.finish()),
+            ],
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
@@ -140,7 +159,6 @@ impl SystemTable {
 
 #[async_trait]
 impl TableProvider for SystemTable {
-
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -157,6 +175,10 @@ impl TableProvider for SystemTable {
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let batch = self.rows().await?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
     }
 }

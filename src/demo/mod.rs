@@ -15,10 +15,10 @@
 //! | --- | --- | --- |
 //! | `users` | a user: `user_id` 1..=N, signup date, city (30, Zipf-popular), age, gender, level 1–10 (skewed low), acquisition channel | N |
 //! | `user_identifiers` | an identifier a user owns (phone, device id, openid, email) | ≈ 3.6 N |
-//! | `identity_edges` | one observation of two identifiers seen together (app login, CRM, mini program, shop) | ≈ 7 N |
-//! | `user_tags` | a tag of a user (40 tags: interests, lifecycle, value, demographics) | ≈ 2.4 N |
+//! | `identity_edges` | one observation of two identifiers seen together (app login, CRM, mini program, shop) | ≈ 6.5 N |
+//! | `user_tags` | a tag of a user (40 tags: interests, lifecycle, value, demographics) | ≈ 3 N |
 //! | `events` | a view, click, add-to-cart or order of a product category | ≈ 20 N |
-//! | `orders` | an order (the `order` events, with the coupon pool used, if any) | ≈ 0.7 N |
+//! | `orders` | an order (the `order` events, with the coupon pool used, if any) | ≈ 0.8 N |
 //! | `campaign` | a user of a past coupon campaign: randomised treatment, features, outcome | N if N ≤ 10 000, else ≈ 0.2 N |
 //! | `coupon_pools` | a coupon pool: stock, per-user limit, face value, budget, validity, status | 20 |
 //! | `daily_sales` | units sold and revenue of one product in one store on one day | stores × 10 × 730 |

@@ -397,7 +397,7 @@ fn user_tags_schema() -> SchemaRef {
 }
 
 /// Average tags per user, measured; for the progress estimate only.
-const TAGS_PER_USER: f64 = 2.4;
+const TAGS_PER_USER: f64 = 3.0;
 
 pub(super) fn user_tags_table(opts: DemoOptions) -> DemoTable {
     let rules = RuleTags {

@@ -68,17 +68,20 @@ pub(super) fn stream_rng(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
 /// Samples drawn from any `RngCore`.
 pub(super) trait Draw: RngCore {
     /// Uniform in [0, 1), with 53 random bits.
+    #[inline]
     fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in 0..n (n > 0), by multiply-shift; the bias (below 2^-32 for any n used here) is
     /// irrelevant for synthetic data and keeps the draw count fixed at one.
+    #[inline]
     fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// True with probability `p`.
+    #[inline]
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
@@ -187,6 +190,7 @@ impl AliasTable {
     }
 
     /// One outcome.
+    #[inline]
     pub(super) fn sample(&self, rng: &mut impl RngCore) -> usize {
         let x = rng.next_u64();
         let column = (((x >> 32) * self.alias.len() as u64) >> 32) as usize;

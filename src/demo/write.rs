@@ -25,9 +25,11 @@ pub async fn write(engine: &Engine, options: DemoOptions, progress: bool) -> Res
     } else {
         ProgressDrawTarget::hidden()
     });
-    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30}] {human_pos}/{human_len} rows {per_sec} {elapsed}")
-        .expect("valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{prefix:>18} [{bar:30}] {human_pos}/{human_len} rows {per_sec} {elapsed}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let mut total_rows = 0u64;
     let tables = super::tables(options);
     let count = tables.len();

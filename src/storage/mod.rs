@@ -86,7 +86,9 @@ pub struct Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("root", &self.root.as_str()).finish()
+        f.debug_struct("Storage")
+            .field("root", &self.root.as_str())
+            .finish()
     }
 }
 
@@ -166,10 +168,11 @@ impl Storage {
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| StorageError::io(format!("creating {}", state_dir.display()), e))?;
         let (kv, kv_path) = open_kv(&state_dir)?;
-        let root = Url::from_directory_path(&root_path).map_err(|()| StorageError::BadLocation {
-            location: root_path.display().to_string(),
-            reason: "cannot be expressed as a file URL".into(),
-        })?;
+        let root =
+            Url::from_directory_path(&root_path).map_err(|()| StorageError::BadLocation {
+                location: root_path.display().to_string(),
+                reason: "cannot be expressed as a file URL".into(),
+            })?;
         Ok(Storage {
             root,
             local_root: Some(root_path),
@@ -326,6 +329,9 @@ mod tests {
     #[test]
     fn unknown_scheme_is_rejected() {
         let err = Storage::open("ftp://x/y", &StorageOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("unsupported scheme 'ftp'"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme 'ftp'"),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,10 @@ mod tests {
         let mut seen = HashSet::new();
         for f in scalar_functions() {
             for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)) {
-                assert!(seen.insert(name.to_string()), "duplicate function name {name}");
+                assert!(
+                    seen.insert(name.to_string()),
+                    "duplicate function name {name}"
+                );
             }
         }
     }
@@ -39,7 +42,11 @@ mod tests {
     #[test]
     fn every_function_is_documented() {
         for f in scalar_functions() {
-            assert!(f.documentation().is_some(), "{} has no documentation", f.name());
+            assert!(
+                f.documentation().is_some(),
+                "{} has no documentation",
+                f.name()
+            );
         }
     }
 }

@@ -12,7 +12,16 @@ use martdb::demo::DemoOptions;
 async fn benchmark_queries_agree_with_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
-    martdb::demo::write(&engine, DemoOptions { users: 3_000, seed: 7 }, false).await.unwrap();
+    martdb::demo::write(
+        &engine,
+        DemoOptions {
+            users: 3_000,
+            seed: 7,
+        },
+        false,
+    )
+    .await
+    .unwrap();
     let queries = peer::queries();
     assert!(queries.len() >= 5);
     let duck = peer::run_duckdb(&engine, &queries, 1, 2).await;

@@ -3,6 +3,7 @@
 mod catalog;
 mod cli;
 mod differential;
+mod server;
 mod slt;
 
 use datafusion::arrow::array::RecordBatch;

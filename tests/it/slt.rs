@@ -36,7 +36,12 @@ impl From<martdb::Error> for SltError {
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     if data_type.is_integer() {
         DefaultColumnType::Integer
-    } else if data_type.is_floating() || matches!(data_type, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+    } else if data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    {
         DefaultColumnType::FloatingPoint
     } else {
         DefaultColumnType::Text
@@ -56,7 +61,11 @@ impl sqllogictest::AsyncDB for SltEngine {
             return Ok(DBOutput::StatementComplete(0));
         }
         let is_count = schema.fields().len() == 1 && schema.field(0).name() == "count";
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let options = FormatOptions::default().with_null("NULL");
         let mut rows = Vec::new();
         for batch in &batches {
@@ -71,14 +80,21 @@ impl sqllogictest::AsyncDB for SltEngine {
                         .iter()
                         .map(|f| {
                             let value = f.value(row).to_string();
-                            if value.is_empty() { "(empty)".to_string() } else { value }
+                            if value.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                value
+                            }
                         })
                         .collect(),
                 );
             }
         }
         if is_count && !sql.trim_start().to_ascii_lowercase().starts_with("select") {
-            let n = rows.first().and_then(|r: &Vec<String>| r[0].parse().ok()).unwrap_or(0);
+            let n = rows
+                .first()
+                .and_then(|r: &Vec<String>| r[0].parse().ok())
+                .unwrap_or(0);
             return Ok(DBOutput::StatementComplete(n));
         }
         Ok(DBOutput::Rows { types, rows })
@@ -121,5 +137,10 @@ async fn sql_logic_tests() {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "{} .slt file(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} .slt file(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -45,7 +45,6 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 });
 
 impl ScalarUDFImpl for MartdbVersion {
-
     fn name(&self) -> &str {
         "martdb_version"
     }
@@ -77,9 +76,19 @@ mod tests {
     #[tokio::test]
     async fn returns_the_crate_version() {
         let ctx = SessionContext::new();
-        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(MartdbVersion::new()));
-        let batches = ctx.sql("SELECT martdb_version() AS v").await.unwrap().collect().await.unwrap();
-        let value = datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            MartdbVersion::new(),
+        ));
+        let batches = ctx
+            .sql("SELECT martdb_version() AS v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let value =
+            datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0)
+                .unwrap();
         assert_eq!(value, env!("CARGO_PKG_VERSION"));
     }
 }
