@@ -20,5 +20,5 @@ export MARTDB_PYTHON="$VENV/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --lib --bins --tests --locked
 cargo test --doc --locked
