@@ -100,8 +100,11 @@ impl DataDirSchema {
         {
             return None;
         }
-        if dir.join("_delta_log").is_dir() {
-            return Some(Found::DeltaDir(dir));
+        let log = dir.join("_delta_log");
+        if log.is_dir() {
+            // A log without commits is a table whose creation never finished: its files
+            // belong to no version, so there is no table.
+            return has_commit(&log).then_some(Found::DeltaDir(dir));
         }
         contains_parquet(&dir, 3).then_some(Found::ParquetDir(dir))
     }
@@ -169,6 +172,16 @@ impl DataDirSchema {
             }
         }
     }
+}
+
+fn has_commit(log: &Path) -> bool {
+    std::fs::read_dir(log).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") || name.ends_with(".checkpoint.parquet")
+        })
+    })
 }
 
 fn contains_parquet(dir: &Path, depth: usize) -> bool {

@@ -90,6 +90,11 @@ impl ManagedTable {
         state: &SessionState,
     ) -> Result<(Self, u64), CatalogError> {
         let input = checked(name, input, state)?;
+        if let Ok(dir) = url.to_file_path() {
+            // The log directory exists before any data file: a crash mid-create leaves a
+            // folder that file discovery knows is not a table of loose Parquet files.
+            std::fs::create_dir_all(dir.join("_delta_log")).map_err(|e| delta_err(name, e))?;
+        }
         let empty = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| delta_err(name, e))?
             .build()

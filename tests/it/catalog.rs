@@ -351,3 +351,22 @@ async fn file_urls_open_the_same_database_as_paths() {
     let err = Engine::open("ftp://example.com/data").await.unwrap_err();
     assert!(err.to_string().contains("unsupported scheme"), "{err}");
 }
+
+#[tokio::test]
+async fn an_interrupted_create_leaves_no_table_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash mid-CREATE TABLE AS leaves: data files and a log without commits.
+    std::fs::create_dir_all(dir.path().join("half/_delta_log")).unwrap();
+    write_parquet(&dir.path().join("half/part-00000.parquet"), &[1], &["x"]);
+    let engine = open(&dir).await;
+    let err = engine.sql("SELECT * FROM half").await.unwrap_err();
+    assert_eq!(err.sqlstate(), "42P01", "{err}");
+    engine
+        .sql("CREATE TABLE half AS SELECT 2 AS id")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&engine.sql("SELECT id FROM half").await.unwrap()),
+        "2"
+    );
+}
