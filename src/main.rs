@@ -164,7 +164,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .iter()
                     .all(|b| b.num_rows() == 0)
             {
-                martdb::demo::write(&engine, martdb::demo::DemoOptions::default(), true).await?;
+                let progress = std::io::stderr().is_terminal();
+                let summary =
+                    martdb::demo::write(&engine, martdb::demo::DemoOptions::default(), progress)
+                        .await?;
+                eprintln!("{summary}");
             }
             for warning in engine.warnings() {
                 eprintln!("WARNING: {warning}");
