@@ -312,23 +312,19 @@ impl Catalog {
 
     /// How a table is defined: `managed`, `external`, `view` or `file` (discovered).
     fn kind_of(&self, name: &QualifiedName, table: &dyn TableProvider) -> &'static str {
-        if table.downcast_ref::<ManagedTable>().is_some() {
-            if name.schema == DEFAULT_SCHEMA
-                && self.inner.public.discovered_source(&name.table).is_some()
-            {
-                return "file";
-            }
-            return "managed";
-        }
-        if table.table_type() == datafusion::datasource::TableType::View {
-            return "view";
-        }
+        // Files found in the data directory (a Delta folder included) belong to the analyst.
         if name.schema == DEFAULT_SCHEMA
             && self.inner.public.discovered_source(&name.table).is_some()
         {
             return "file";
         }
-        "external"
+        if table.downcast_ref::<ManagedTable>().is_some() {
+            "managed"
+        } else if table.table_type() == datafusion::datasource::TableType::View {
+            "view"
+        } else {
+            "external"
+        }
     }
 
     // ---- statements ---------------------------------------------------------------
@@ -351,8 +347,9 @@ impl Catalog {
             if create.if_not_exists {
                 return Ok(0);
             }
-            if create.or_replace && existing.downcast_ref::<ManagedTable>().is_some() {
-                let managed = existing.downcast_ref::<ManagedTable>().expect("checked");
+            if create.or_replace
+                && let Some(managed) = existing.downcast_ref::<ManagedTable>()
+            {
                 return Ok(managed.write((*create.input).clone(), state, true).await?);
             }
             return Err(CatalogError::TableExists {
