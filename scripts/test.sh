@@ -4,17 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: psql drives the wire server in the tests.
-if ! command -v psql >/dev/null 2>&1; then
+# Debian packages: psql drives the wire server in the tests; pgjdbc (the PostgreSQL JDBC
+# driver) runs tests/clients/JdbcCheck.java on the JDK.
+PKGS=""
+command -v psql >/dev/null 2>&1 || PKGS="$PKGS postgresql-client"
+[ -f /usr/share/java/postgresql.jar ] || PKGS="$PKGS libpostgresql-jdbc-java"
+if [ -n "$PKGS" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql-client
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $PKGS
 fi
 
-# Python peers (DuckDB for the differential checks) in a cached venv.
+# Python peers (DuckDB for the differential checks; psycopg, psycopg2 and SQLAlchemy for
+# tests/clients/check_psycopg.py) in a cached venv, reinstalled when the pins change.
 VENV="${MARTDB_VENV:-$HOME/.cache/martdb-venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s scripts/requirements.txt "$VENV/requirements.txt"; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
+  cp scripts/requirements.txt "$VENV/requirements.txt"
 fi
 export MARTDB_PYTHON="$VENV/bin/python"
 

@@ -14,11 +14,15 @@ use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp}
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::ast::{CopyTarget, Statement as Sql};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA};
+use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::{Error, Result};
 
@@ -58,6 +62,9 @@ pub struct Engine {
     ctx: SessionContext,
     catalog: Catalog,
     storage: Arc<Storage>,
+    /// PostgreSQL client SQL -> SQL DataFusion plans (psql's `\d` queries, `::regclass`,
+    /// `= ANY(array)`, ...).
+    compat: Arc<PostgresCompatibilityParser>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,12 +117,33 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         crate::udf::register_all(&ctx);
         let catalog = Catalog::new(storage.clone(), &ctx);
+        // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
+        // reads the live catalog list, so tables created later appear in it.
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+            .map_err(|e| Error::Sql(*e))?;
         catalog.restore(&ctx).await?;
         Ok(Engine {
             ctx,
             catalog,
             storage,
+            compat: Arc::new(PostgresCompatibilityParser::new()),
         })
+    }
+
+    /// Opens a [`Session`]: its own settings, cursors and cancel handle over this
+    /// engine's tables.
+    pub fn session(&self) -> Session {
+        Session::new(self)
+    }
+
+    /// This engine with a configuration of its own (same catalog, tables, memory pool).
+    pub(crate) fn fork(&self) -> Engine {
+        Engine {
+            ctx: SessionContext::new_with_state(self.ctx.state()),
+            catalog: self.catalog.clone(),
+            storage: self.storage.clone(),
+            compat: self.compat.clone(),
+        }
     }
 
     /// Runs every statement in `sql` in order and returns the result of the last one.
@@ -139,9 +167,28 @@ impl Engine {
         self.execute(statements.remove(0)).await
     }
 
-    /// Splits `sql` into statements (PostgreSQL dialect).
+    /// Splits `sql` into statements (PostgreSQL dialect), rewriting PostgreSQL-only
+    /// forms that clients send into ones the planner takes.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        Ok(DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?.into())
+        // PostgreSQL syntax first: it is what clients send, and the compatibility layer
+        // also replaces a few whole client queries DataFusion cannot plan. DataFusion's
+        // own statements (CREATE EXTERNAL TABLE, COPY ... TO 'file', EXPLAIN options)
+        // fail or mean something else there, so they go through DataFusion's parser.
+        if let Ok(statements) = self.compat.parse(sql)
+            && statements.iter().all(is_plain_postgres)
+        {
+            return Ok(statements
+                .into_iter()
+                .map(|s| Statement::Statement(Box::new(s)))
+                .collect());
+        }
+        Ok(DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?
+            .into_iter()
+            .map(|statement| match statement {
+                Statement::Statement(s) => Statement::Statement(Box::new(self.compat.rewrite(*s))),
+                other => other,
+            })
+            .collect())
     }
 
     /// Runs one parsed statement.
@@ -285,6 +332,15 @@ impl Engine {
     /// The root location of the data.
     pub fn location(&self) -> &url::Url {
         self.storage.root()
+    }
+}
+
+/// Statements whose meaning is the same for sqlparser and DataFusion's parser.
+fn is_plain_postgres(statement: &Sql) -> bool {
+    match statement {
+        Sql::Copy { target, .. } => matches!(target, CopyTarget::Stdin | CopyTarget::Stdout),
+        Sql::Explain { .. } | Sql::ExplainTable { .. } => false,
+        _ => true,
     }
 }
 

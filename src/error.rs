@@ -8,6 +8,7 @@
 use datafusion::error::DataFusionError;
 
 use crate::catalog::CatalogError;
+use crate::session::SessionError;
 use crate::storage::StorageError;
 
 /// Result alias used across martdb's public API.
@@ -26,9 +27,18 @@ pub enum Error {
     /// The data directory or object store could not be used.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Session state: settings, cursors, cancellation, read-only access.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// The statement is valid SQL that martdb does not support.
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::Sql(DataFusionError::ArrowError(Box::new(e), None))
+    }
 }
 
 impl Error {
@@ -55,6 +65,7 @@ impl Error {
                 StorageError::NotFound { .. } => "58P01",
                 _ => "58030",
             },
+            Error::Session(e) => e.sqlstate(),
             Error::Unsupported(_) => "0A000",
         }
     }
@@ -88,6 +99,10 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) => "58030",
         DataFusionError::IoError(_) => "58030",
         DataFusionError::Execution(msg) => message_sqlstate(msg),
+        DataFusionError::External(e) => match e.downcast_ref::<SessionError>() {
+            Some(e) => e.sqlstate(),
+            None => "XX000",
+        },
         _ => "XX000",
     }
 }
@@ -139,6 +154,7 @@ fn describe_datafusion(e: &DataFusionError) -> String {
         | DataFusionError::ResourcesExhausted(msg)
         | DataFusionError::Configuration(msg)
         | DataFusionError::Internal(msg) => msg.clone(),
+        DataFusionError::External(e) => e.to_string(),
         other => other.to_string(),
     }
 }

@@ -29,11 +29,13 @@ pub mod demo;
 mod engine;
 mod error;
 pub mod server;
+pub mod session;
 pub mod storage;
 pub mod udf;
 
 pub use engine::{DEFAULT_DATA_DIR, Engine, EngineOptions};
 pub use error::{Error, Result};
+pub use session::Session;
 
 /// Re-exported so that embedding applications use the same Arrow and DataFusion.
 pub use datafusion;

@@ -23,14 +23,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open a data directory and serve it.
+    /// Open a data directory and serve it over the PostgreSQL wire protocol.
     Serve {
-        /// Data directory or object-store URL.
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data: String,
-        /// Address to listen on (PostgreSQL wire protocol).
-        #[arg(long, default_value = "127.0.0.1:5433")]
-        listen: std::net::SocketAddr,
+        /// TOML configuration file (data, listen, memory_limit, auth, users, tls, audit);
+        /// command-line flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory or object-store URL [default: martdb-data].
+        #[arg(long)]
+        data: Option<String>,
+        /// Address to listen on [default: 127.0.0.1:5433]. Beyond loopback, password
+        /// authentication must be configured.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Log one line per statement (user, statement, duration, rows, outcome).
+        #[arg(long)]
+        audit: bool,
         /// Generate the demo data set first if the directory has no tables yet.
         #[arg(long)]
         demo: bool,
@@ -57,6 +65,16 @@ enum Command {
         memory_limit: Option<usize>,
         /// The SQL to run.
         statement: Option<String>,
+    },
+    /// Make a password verifier for a `[[users]]` entry of the server configuration.
+    /// Reads the password from standard input.
+    Passwd {
+        /// The user name.
+        #[arg(long, default_value = "analyst")]
+        user: String,
+        /// The role: admin, or read_only (queries only).
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
     /// Write the synthetic marketing demo data set.
     Demo {
@@ -142,16 +160,35 @@ impl From<martdb::Error> for Failure {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve {
+            config,
             data,
             listen,
+            audit,
             demo,
             memory_limit,
         } => {
-            if !listen.ip().is_loopback() {
-                return Err(Failure::Other(format!(
-                    "refusing to listen on {listen}: only trust authentication exists yet, so martdb serves loopback addresses only"
-                )));
-            }
+            let config = match &config {
+                Some(path) => martdb::server::config::Config::load(path)
+                    .map_err(|e| Failure::Other(e.to_string()))?,
+                None => Default::default(),
+            };
+            let data = data
+                .or(config.data.clone())
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+            let listen = listen
+                .or(config.listen)
+                .unwrap_or_else(|| "127.0.0.1:5433".parse().expect("default address"));
+            let memory_limit = match (memory_limit, &config.memory_limit) {
+                (Some(limit), _) => Some(limit),
+                (None, Some(text)) => Some(parse_bytes(text).map_err(|e| {
+                    Failure::Other(format!("memory_limit in the configuration: {e}"))
+                })?),
+                (None, None) => None,
+            };
+            let mut server_options = config
+                .server_options(listen)
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            server_options.audit |= audit;
             let options = EngineOptions {
                 memory_limit,
                 ..Default::default()
@@ -182,10 +219,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 listen.ip(),
                 listen.port()
             );
-            martdb::server::serve_listener(engine, listener, shutdown_signal())
+            martdb::server::serve_listener(engine, listener, server_options, shutdown_signal())
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
             eprintln!("martdb: stopped");
+            Ok(())
+        }
+        Command::Passwd { user, role } => {
+            if !matches!(role.as_str(), "admin" | "read_only") {
+                return Err(Failure::Other(format!(
+                    "unknown role '{role}': use admin or read_only"
+                )));
+            }
+            if std::io::stdin().is_terminal() {
+                eprint!("Password for {user} (input is shown): ");
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                return Err(Failure::Other("the password is empty".into()));
+            }
+            println!(
+                "[[users]]\nname = \"{user}\"\npassword = \"{}\"\nrole = \"{role}\"",
+                martdb::server::hash_password(password)
+            );
             Ok(())
         }
         Command::Sql {

@@ -1,48 +1,207 @@
-//! pgwire handlers over the engine: statements in, Arrow batches out as data rows.
+//! pgwire handlers of one connection over its [`Session`]: statements in, Arrow batches
+//! out as data rows (or COPY data).
 
-use std::sync::Arc;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::parser::Statement;
-use datafusion::sql::sqlparser::ast::Statement as Sql;
-use futures::{Stream, StreamExt, TryStreamExt};
+use datafusion::sql::sqlparser::ast::{CopySource, CopyTarget, Statement as Sql};
+use futures::{Sink, SinkExt, Stream, StreamExt, TryStreamExt};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::{ClientInfo, PgWireServerHandlers, Type};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone};
 use pgwire::messages::data::DataRow;
 
-use crate::{Engine, Error};
+use super::Shared;
+use super::auth::{Role, Startup};
+use super::copy::{CopyFormat, copy_out, parse_copy_in};
+use crate::{Error, Session};
 
-pub(super) struct Handlers(Arc<Service>);
+type ReadyCallback = Box<dyn Fn(&str, &str, (i32, Vec<u8>)) + Send + Sync>;
 
-impl Handlers {
-    pub(super) fn new(engine: Engine) -> Self {
-        Handlers(Arc::new(Service { engine }))
+/// One client connection: its session (once authenticated) and protocol state.
+pub(super) struct Connection {
+    /// Itself, for the statement parser pgwire asks for by `&self`.
+    me: std::sync::Weak<Connection>,
+    shared: Arc<Shared>,
+    session: OnceLock<Session>,
+    user: OnceLock<(String, String)>,
+    cancel_key: OnceLock<(i32, Vec<u8>)>,
+    /// `COPY ... FROM STDIN` in progress: where to and the data so far.
+    copy_in: Mutex<Option<CopyIn>>,
+}
+
+struct CopyIn {
+    table: String,
+    columns: Vec<String>,
+    format: CopyFormat,
+    data: Vec<u8>,
+    audit: Audit,
+}
+
+pub(super) struct Handlers {
+    connection: Arc<Connection>,
+    startup: Arc<Startup<ReadyCallback>>,
+}
+
+impl Connection {
+    pub(super) fn new(shared: Arc<Shared>) -> Arc<Connection> {
+        Arc::new_cyclic(|me| Connection {
+            me: me.clone(),
+            shared,
+            session: OnceLock::new(),
+            user: OnceLock::new(),
+            cancel_key: OnceLock::new(),
+            copy_in: Mutex::new(None),
+        })
+    }
+
+    pub(super) fn handlers(self: &Arc<Self>) -> Handlers {
+        let connection = Arc::downgrade(self);
+        let on_ready: ReadyCallback = Box::new(move |user, database, key| {
+            if let Some(connection) = connection.upgrade() {
+                connection.ready(user, database, key);
+            }
+        });
+        Handlers {
+            connection: self.clone(),
+            startup: Arc::new(Startup::new(
+                &self.shared.options.authentication,
+                on_ready,
+            )),
+        }
+    }
+
+    /// Authenticated: open the session with the user's role and accept cancels for it.
+    fn ready(&self, user: &str, database: &str, key: (i32, Vec<u8>)) {
+        let role = self.shared.options.authentication.users().role(user);
+        let session = self
+            .shared
+            .engine
+            .session()
+            .read_only(role == Role::ReadOnly);
+        self.shared
+            .cancels
+            .lock()
+            .expect("cancel registry")
+            .insert(key.clone(), session.cancel_handle());
+        let _ = self.session.set(session);
+        let _ = self.user.set((user.to_string(), database.to_string()));
+        let _ = self.cancel_key.set(key);
+        tracing::debug!("{user} connected to {database} as {role:?}");
+    }
+
+    /// The connection ended: forget its cancel key.
+    pub(super) fn closed(&self) {
+        if let Some(key) = self.cancel_key.get() {
+            self.shared
+                .cancels
+                .lock()
+                .expect("cancel registry")
+                .remove(key);
+        }
+    }
+
+    fn session(&self) -> PgWireResult<&Session> {
+        self.session.get().ok_or_else(|| {
+            user_error("08P01", "the connection is not authenticated".to_owned())
+        })
+    }
+
+    fn audit(&self, statement: &str) -> Audit {
+        let (user, database) = self.user.get().cloned().unwrap_or_default();
+        Audit {
+            enabled: self.shared.options.audit,
+            user,
+            database,
+            statement: statement.to_string(),
+            started: Instant::now(),
+            rows: 0,
+            error: None,
+        }
     }
 }
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.0.clone()
+        self.connection.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.0.clone()
+        self.connection.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.connection.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.connection.clone()
     }
 }
 
-pub(super) struct Service {
-    engine: Engine,
+/// One audit line, written when the statement's outcome is known (dropped).
+struct Audit {
+    enabled: bool,
+    user: String,
+    database: String,
+    statement: String,
+    started: Instant,
+    rows: u64,
+    error: Option<String>,
+}
+
+impl Audit {
+    fn add_rows(&mut self, rows: usize) {
+        self.rows += rows as u64;
+    }
+
+    fn fail(&mut self, sqlstate: &str) {
+        self.error = Some(sqlstate.to_string());
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        let outcome = self.error.as_deref().unwrap_or("ok");
+        tracing::info!(
+            target: "martdb::audit",
+            user = %self.user,
+            database = %self.database,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            rows = self.rows,
+            outcome = %outcome,
+            statement = %self.statement,
+        );
+    }
 }
 
 /// A statement prepared by Parse: its AST and its plan with `$n` placeholders.
@@ -60,7 +219,7 @@ fn user_error(code: &str, message: String) -> PgWireError {
     )))
 }
 
-fn pg_error(e: &Error) -> PgWireError {
+pub(super) fn pg_error(e: &Error) -> PgWireError {
     user_error(e.sqlstate(), e.to_string())
 }
 
@@ -71,15 +230,16 @@ fn df_error(e: DataFusionError) -> PgWireError {
 /// What a statement answers on the wire.
 enum Kind {
     Rows,
+    /// Rows under another command tag (FETCH n).
+    TaggedRows(&'static str),
     /// A row count read from the engine's `count` column.
     Insert,
     CreateTableAs,
     Command(String),
     Begin,
     End(&'static str),
-    /// A client setting martdb does not keep yet (DateStyle, application_name, ...):
-    /// accepted so that drivers' connection set-up works.
-    IgnoredSetting,
+    Copy,
+    Deallocate(Option<String>),
     Other,
 }
 
@@ -91,21 +251,30 @@ fn kind(statement: &Statement) -> Kind {
             | Sql::ShowVariable { .. }
             | Sql::ShowTables { .. }
             | Sql::ShowColumns { .. } => Kind::Rows,
+            Sql::Fetch { .. } => Kind::TaggedRows("FETCH"),
             Sql::Insert(_) => Kind::Insert,
             Sql::CreateTable(c) if c.query.is_some() => Kind::CreateTableAs,
             Sql::CreateTable(_) => Kind::Command("CREATE TABLE".into()),
             Sql::CreateView(_) => Kind::Command("CREATE VIEW".into()),
             Sql::CreateSchema { .. } => Kind::Command("CREATE SCHEMA".into()),
             Sql::Drop { object_type, .. } => Kind::Command(format!("DROP {object_type}")),
-            Sql::Set(_) if !s.to_string().to_ascii_lowercase().contains("datafusion.") => {
-                Kind::IgnoredSetting
-            }
             Sql::Set(_) => Kind::Command("SET".into()),
-            // No multi-statement transactions yet: every statement commits on its own, so
-            // BEGIN/COMMIT wrappers from drivers are accepted.
+            Sql::Reset(_) => Kind::Command("RESET".into()),
+            Sql::Discard { .. } => Kind::Command("DISCARD ALL".into()),
+            Sql::Declare { .. } => Kind::Command("DECLARE CURSOR".into()),
+            Sql::Close { .. } => Kind::Command("CLOSE CURSOR".into()),
             Sql::StartTransaction { .. } => Kind::Begin,
             Sql::Commit { .. } => Kind::End("COMMIT"),
-            Sql::Rollback { .. } => Kind::End("ROLLBACK"),
+            Sql::Rollback {
+                savepoint: None, ..
+            } => Kind::End("ROLLBACK"),
+            Sql::Rollback { .. } => Kind::Command("ROLLBACK".into()),
+            Sql::Savepoint { .. } => Kind::Command("SAVEPOINT".into()),
+            Sql::ReleaseSavepoint { .. } => Kind::Command("RELEASE".into()),
+            Sql::Copy { .. } => Kind::Copy,
+            Sql::Deallocate { name, .. } => Kind::Deallocate(
+                (!name.value.eq_ignore_ascii_case("all")).then(|| name.value.clone()),
+            ),
             _ => Kind::Other,
         },
         Statement::CreateExternalTable(_) => Kind::Command("CREATE TABLE".into()),
@@ -123,16 +292,25 @@ fn first_word(statement: &Statement) -> String {
         .to_uppercase()
 }
 
-/// Arrow batches to data rows; an error mid-stream keeps its SQLSTATE.
+/// Arrow batches to data rows; an error mid-stream keeps its SQLSTATE. The audit line is
+/// written when the stream ends or is dropped.
 fn data_rows(
     batches: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     fields: Arc<Vec<FieldInfo>>,
+    mut audit: Audit,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
-                Ok(batch) => encode_recordbatch(fields.clone(), batch),
-                Err(e) => Box::new(std::iter::once(Err(df_error(e)))),
+                Ok(batch) => {
+                    audit.add_rows(batch.num_rows());
+                    encode_recordbatch(fields.clone(), batch)
+                }
+                Err(e) => {
+                    let e = Error::from(e);
+                    audit.fail(e.sqlstate());
+                    Box::new(std::iter::once(Err(pg_error(&e))))
+                }
             };
             futures::stream::iter(rows)
         })
@@ -167,65 +345,254 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     Ok(out)
 }
 
-impl Service {
+impl Connection {
     /// Runs one statement; `bound` is its plan with parameters substituted. With `lazy`,
     /// rows stream to the client; otherwise they are collected first, so that the
     /// statements of one simple query run strictly in order.
-    async fn run(
+    async fn run<C>(
         &self,
+        client: &mut C,
         statement: Statement,
         bound: Option<LogicalPlan>,
         format: &Format,
         lazy: bool,
-    ) -> PgWireResult<Response> {
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let mut audit = self.audit(&statement.to_string());
+        let result = self
+            .run_audited(client, statement, bound, format, lazy, &mut audit)
+            .await;
+        match &result {
+            Ok(Response::Query(_)) | Ok(Response::CopyIn(_)) => {}
+            Ok(_) => drop(audit),
+            Err(PgWireError::UserError(info)) => {
+                audit.error = Some(info.code.clone());
+            }
+            Err(e) => audit.error = Some(e.to_string()),
+        }
+        result
+    }
+
+    async fn run_audited<C>(
+        &self,
+        client: &mut C,
+        statement: Statement,
+        bound: Option<LogicalPlan>,
+        format: &Format,
+        lazy: bool,
+        audit: &mut Audit,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let session = self.session()?;
         let kind = kind(&statement);
-        match kind {
-            Kind::Begin => return Ok(Response::TransactionStart(Tag::new("BEGIN"))),
-            Kind::End(tag) => return Ok(Response::TransactionEnd(Tag::new(tag))),
-            Kind::IgnoredSetting => return Ok(Response::Execution(Tag::new("SET"))),
+        match &kind {
+            Kind::Copy => return self.copy(statement, audit).await,
+            Kind::Deallocate(name) => {
+                match name {
+                    Some(name) => client.portal_store().rm_statement(name),
+                    // DEALLOCATE ALL: pgwire has no "remove all"; the named statements
+                    // of a connection are few and die with it.
+                    None => {}
+                }
+                return Ok(Response::Execution(Tag::new("DEALLOCATE")));
+            }
             _ => {}
         }
         let tag = first_word(&statement);
         let result = match bound {
-            None => self.engine.execute(statement).await,
-            Some(plan) => self.engine.execute_plan(plan, statement.to_string()).await,
+            None => session.execute(statement).await,
+            Some(plan) => session.execute_plan(plan, statement.to_string()).await,
         };
         let stream = result.map_err(|e| pg_error(&e))?;
         let rows = match kind {
-            Kind::Rows => true,
+            Kind::Rows | Kind::TaggedRows(_) => true,
             Kind::Other => !stream.schema().fields().is_empty(),
             _ => false,
         };
         if rows {
             let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
-            let response = if lazy {
-                QueryResponse::new(fields.clone(), data_rows(stream, fields))
+            let audit = std::mem::replace(audit, self.audit(""));
+            let mut response = if lazy {
+                QueryResponse::new(fields.clone(), data_rows(stream, fields, audit))
             } else {
                 let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(df_error)?;
                 let batches =
                     futures::stream::iter(batches.into_iter().map(Ok::<_, DataFusionError>));
-                QueryResponse::new(fields.clone(), data_rows(batches, fields))
+                QueryResponse::new(fields.clone(), data_rows(batches, fields, audit))
             };
+            if let Kind::TaggedRows(tag) = kind {
+                response.set_command_tag(tag);
+            }
             return Ok(Response::Query(response));
         }
         let count = row_count(stream).await?;
-        Ok(Response::Execution(match kind {
-            Kind::Insert => Tag::new("INSERT").with_oid(0).with_rows(count),
+        audit.rows = count as u64;
+        Ok(match kind {
+            Kind::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            Kind::End(tag) => Response::TransactionEnd(Tag::new(tag)),
+            Kind::Insert => Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(count)),
             // PostgreSQL answers CREATE TABLE ... AS with SELECT n.
-            Kind::CreateTableAs => Tag::new("SELECT").with_rows(count),
-            Kind::Command(tag) => Tag::new(&tag),
-            _ => Tag::new(&tag),
-        }))
+            Kind::CreateTableAs => Response::Execution(Tag::new("SELECT").with_rows(count)),
+            Kind::Command(tag) => Response::Execution(Tag::new(&tag)),
+            _ => Response::Execution(Tag::new(&tag)),
+        })
+    }
+
+    /// `COPY (query) TO STDOUT`, `COPY table TO STDOUT`, `COPY table FROM STDIN`.
+    async fn copy(&self, statement: Statement, audit: &mut Audit) -> PgWireResult<Response> {
+        let session = self.session()?;
+        let Statement::Statement(sql) = statement else {
+            unreachable!("kind() returns Copy for sqlparser COPY only")
+        };
+        let Sql::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } = *sql
+        else {
+            unreachable!("kind() returns Copy for COPY only")
+        };
+        let format =
+            CopyFormat::from_options(&options, &legacy_options).map_err(|e| pg_error(&e))?;
+        match (to, target, source) {
+            (true, CopyTarget::Stdout, source) => {
+                let query = match source {
+                    CopySource::Query(query) => query.to_string(),
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    } if columns.is_empty() => format!("SELECT * FROM {table_name}"),
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    } => format!(
+                        "SELECT {} FROM {table_name}",
+                        columns
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let mut statements = session.parse(&query).map_err(|e| pg_error(&e))?;
+                let stream = session
+                    .execute(statements.remove(0))
+                    .await
+                    .map_err(|e| pg_error(&e))?;
+                let columns = stream.schema().fields().len();
+                Ok(Response::CopyOut(CopyResponse::new(
+                    0,
+                    columns,
+                    copy_out(stream, format),
+                )))
+            }
+            (
+                false,
+                CopyTarget::Stdin,
+                CopySource::Table {
+                    table_name,
+                    columns,
+                },
+            ) => {
+                let table = table_name.to_string();
+                let provider = session
+                    .engine()
+                    .context()
+                    .table_provider(table.as_str())
+                    .await
+                    .map_err(df_error)?;
+                if session.is_read_only() {
+                    return Err(pg_error(
+                        &crate::session::SessionError::ReadOnly {
+                            statement: "COPY FROM".into(),
+                        }
+                        .into(),
+                    ));
+                }
+                let width = if columns.is_empty() {
+                    provider.schema().fields().len()
+                } else {
+                    columns.len()
+                };
+                let columns = columns.iter().map(|c| c.value.clone()).collect();
+                *self.copy_in.lock().expect("copy state") = Some(CopyIn {
+                    table,
+                    columns,
+                    format,
+                    data: Vec::new(),
+                    audit: std::mem::replace(audit, self.audit("")),
+                });
+                Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    width,
+                    futures::stream::empty(),
+                )))
+            }
+            _ => Err(user_error(
+                "0A000",
+                "COPY supports TO STDOUT and FROM STDIN over the wire; to write a file use COPY (query) TO 'file.parquet' from the martdb CLI".to_owned(),
+            )),
+        }
+    }
+
+    /// Appends the buffered COPY data to its table in one commit.
+    async fn finish_copy_in(&self, copy: &mut CopyIn) -> crate::Result<u64> {
+        let session = self.session.get().ok_or_else(|| {
+            Error::Unsupported("COPY data on an unauthenticated connection".into())
+        })?;
+        let ctx = session.engine().context();
+        let provider = ctx.table_provider(copy.table.as_str()).await?;
+        let batch = parse_copy_in(&copy.data, &copy.format, &provider.schema(), &copy.columns)?;
+        if batch.num_rows() == 0 {
+            return Ok(0);
+        }
+        let input = ctx.read_batch(batch)?.into_unoptimized_plan();
+        let plan = LogicalPlanBuilder::insert_into(
+            input,
+            copy.table.as_str(),
+            provider_as_source(provider),
+            InsertOp::Append,
+        )?
+        .build()?;
+        let stream = session
+            .execute_plan(plan, format!("COPY {} FROM STDIN", copy.table))
+            .await?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        Ok(batches
+            .iter()
+            .filter_map(|b| b.column_by_name("count"))
+            .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .map(|a| a.iter().flatten().sum::<u64>())
+            .sum())
     }
 }
 
 #[async_trait]
-impl SimpleQueryHandler for Service {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = self.engine.parse(query).map_err(|e| pg_error(&e))?;
+        let statements = match self.session()?.parse(query) {
+            Ok(statements) => statements,
+            Err(e) => {
+                let mut audit = self.audit(query);
+                audit.error = Some(e.sqlstate().to_string());
+                return Err(pg_error(&e));
+            }
+        };
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
@@ -233,10 +600,18 @@ impl SimpleQueryHandler for Service {
         let mut responses = Vec::with_capacity(statements.len());
         for (i, statement) in statements.into_iter().enumerate() {
             match self
-                .run(statement, None, &Format::UnifiedText, i == last)
+                .run(client, statement, None, &Format::UnifiedText, i == last)
                 .await
             {
-                Ok(response) => responses.push(response),
+                Ok(response) => {
+                    let copy = matches!(response, Response::CopyIn(_));
+                    responses.push(response);
+                    if copy {
+                        // The client sends the data next; later statements would be
+                        // answered before it.
+                        break;
+                    }
+                }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(e.into())));
                     break;
@@ -248,24 +623,26 @@ impl SimpleQueryHandler for Service {
 }
 
 #[async_trait]
-impl ExtendedQueryHandler for Service {
+impl ExtendedQueryHandler for Connection {
     type Statement = Prepared;
-    type QueryParser = Parser;
+    type QueryParser = Connection;
 
-    fn query_parser(&self) -> Arc<Parser> {
-        Arc::new(Parser {
-            engine: self.engine.clone(),
-        })
+    fn query_parser(&self) -> Arc<Connection> {
+        // Parsing plans with the session's settings, so the parser is the connection.
+        self.me.upgrade().expect("handlers hold the connection")
     }
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let Prepared { statement, plan } = &portal.statement.statement;
         let bound = if portal.parameter_len() == 0 {
@@ -281,17 +658,19 @@ impl ExtendedQueryHandler for Service {
                     .map_err(df_error)?,
             )
         };
-        self.run(statement.clone(), bound, &portal.result_column_format, true)
-            .await
+        self.run(
+            client,
+            statement.clone(),
+            bound,
+            &portal.result_column_format,
+            true,
+        )
+        .await
     }
 }
 
-pub(super) struct Parser {
-    engine: Engine,
-}
-
 #[async_trait]
-impl QueryParser for Parser {
+impl QueryParser for Connection {
     type Statement = Prepared;
 
     async fn parse_sql<C>(
@@ -303,7 +682,8 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = self.engine.parse(sql).map_err(|e| pg_error(&e))?;
+        let session = self.session()?;
+        let mut statements = session.parse(sql).map_err(|e| pg_error(&e))?;
         match statements.len() {
             0 => return Ok(None),
             1 => {}
@@ -315,16 +695,16 @@ impl QueryParser for Parser {
             }
         }
         let statement = statements.remove(0);
-        let plan = match kind(&statement) {
-            // Settings and transaction control have nothing to plan.
-            Kind::Begin | Kind::End(_) | Kind::IgnoredSetting => {
+        let plan = match &statement {
+            // Session statements (settings, transactions, cursors, COPY) are not planned
+            // by DataFusion; they run when executed.
+            Statement::Statement(s) if !matches!(s.as_ref(), Sql::Query(_) | Sql::Insert(_) | Sql::CreateTable(_) | Sql::CreateView(_) | Sql::Drop { .. } | Sql::CreateSchema { .. } | Sql::Explain { .. }) => {
                 LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
                     produce_one_row: false,
                     schema: Arc::new(datafusion::common::DFSchema::empty()),
                 })
             }
-            _ => self
-                .engine
+            _ => session
                 .plan(statement.clone())
                 .await
                 .map_err(|e| pg_error(&e))?,
@@ -360,5 +740,96 @@ impl QueryParser for Parser {
             column_format.unwrap_or(&Format::UnifiedText),
             None,
         )
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self.copy_in.lock().expect("copy state").as_mut() {
+            Some(copy) => {
+                copy.data.extend_from_slice(&copy_data.data);
+                Ok(())
+            }
+            None => Err(user_error(
+                "08P01",
+                "COPY data received outside COPY FROM STDIN".to_owned(),
+            )),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = self.copy_in.lock().expect("copy state").take();
+        let Some(mut copy) = copy else {
+            return Err(user_error(
+                "08P01",
+                "COPY done received outside COPY FROM STDIN".to_owned(),
+            ));
+        };
+        match self.finish_copy_in(&mut copy).await {
+            Ok(rows) => {
+                copy.audit.rows = rows;
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("COPY").with_rows(rows as usize).into(),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                copy.audit.error = Some(e.sqlstate().to_string());
+                Err(pg_error(&e))
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(
+        &self,
+        _client: &mut C,
+        fail: pgwire::messages::copy::CopyFail,
+    ) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(mut copy) = self.copy_in.lock().expect("copy state").take() {
+            copy.audit.error = Some("57014".into());
+        }
+        user_error(
+            "57014",
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Connection {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let key = (request.pid, request.secret_key.to_bytes().to_vec());
+        let handle = self
+            .shared
+            .cancels
+            .lock()
+            .expect("cancel registry")
+            .get(&key)
+            .cloned();
+        match handle {
+            Some(handle) => {
+                tracing::info!("cancel request for connection {}", request.pid);
+                handle.cancel();
+            }
+            None => tracing::info!("cancel request for unknown connection {}", request.pid),
+        }
     }
 }

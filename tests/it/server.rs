@@ -16,13 +16,17 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Self::start_with(martdb::server::ServerOptions::default()).await
+    }
+
+    async fn start_with(options: martdb::server::ServerOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            martdb::server::serve_listener(engine, listener, async {
+            martdb::server::serve_listener(engine, listener, options, async {
                 let _ = stopped.await;
             })
             .await
@@ -234,4 +238,368 @@ async fn psql_runs_queries() {
     assert!(!ok);
     assert!(err.contains("nope"), "{err}");
     server.stop().await;
+}
+
+/// Runs psql with a connection string and extra arguments, returning (success, stdout,
+/// stderr).
+fn psql_with(conninfo: &str, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .expect("psql is installed (scripts/test.sh installs postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn conninfo(addr: SocketAddr) -> String {
+    format!(
+        "host={} port={} user=analyst dbname=martdb sslmode=disable",
+        addr.ip(),
+        addr.port()
+    )
+}
+
+fn fixture() -> String {
+    format!("{}/tests/clients/fixture.sql", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describe_commands_and_copy() {
+    let server = Server::start().await;
+    let info = conninfo(server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("more.csv");
+    std::fs::write(
+        &csv,
+        "order_id,customer,amount,placed_at,paid,qty\n10,\"Lee, Ann\",5.5,2026-03-01 09:00:00,t,2\n11,,7,2026-03-02 10:30:00,f,\n",
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap().to_string();
+    let out_csv = dir.path().join("out.csv").to_str().unwrap().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let psql = |args: &[&str]| psql_with(&info, args);
+        let (ok, _, err) = psql(&["-f", &fixture()]);
+        assert!(ok, "fixture: {err}");
+        let (ok, out, err) = psql(&["-c", "\\dt"]);
+        assert!(ok, "\\dt: {err}");
+        assert!(out.contains("shop_orders") && out.contains("table"), "{out}");
+        let (ok, out, err) = psql(&["-c", "\\d shop_orders"]);
+        assert!(ok, "\\d shop_orders: {err}");
+        for expected in [
+            "order_id",
+            "bigint",
+            "customer",
+            "text",
+            "double precision",
+            "timestamp without time zone",
+            "boolean",
+            "integer",
+        ] {
+            assert!(out.contains(expected), "\\d shop_orders lacks {expected}:\n{out}");
+        }
+        let (ok, out, err) = psql(&["-c", "\\dv"]);
+        assert!(ok && out.contains("big_orders"), "\\dv: {out}{err}");
+        let (ok, out, err) = psql(&["-c", "\\dn"]);
+        assert!(ok && out.contains("public"), "\\dn: {out}{err}");
+        let (ok, out, err) = psql(&["-c", "\\l"]);
+        assert!(ok && out.contains("martdb"), "\\l: {out}{err}");
+        let (ok, out, err) = psql(&["-c", "\\x on", "-c", "SELECT order_id FROM shop_orders WHERE order_id = 1"]);
+        assert!(ok && out.contains("order_id | 1"), "\\x: {out}{err}");
+        // \copy in: CSV with a header, quoted delimiter, NULLs; then \copy out.
+        let (ok, out, err) = psql(&["-c", &format!("\\copy shop_orders FROM '{csv}' WITH (FORMAT csv, HEADER)")]);
+        assert!(ok, "\\copy from: {err}");
+        assert!(out.contains("COPY 2"), "{out}");
+        let (ok, out, err) = psql(&["-A", "-t", "-c", "SELECT customer, qty IS NULL FROM shop_orders WHERE order_id >= 10 ORDER BY order_id"]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "Lee, Ann|f\n|t");
+        let (ok, _, err) = psql(&["-c", &format!("\\copy (SELECT order_id, customer, paid FROM shop_orders ORDER BY order_id) TO '{out_csv}' CSV HEADER")]);
+        assert!(ok, "\\copy to: {err}");
+        let written = std::fs::read_to_string(&out_csv).unwrap();
+        assert!(written.starts_with("order_id,customer,paid\n1,"), "{written}");
+        assert!(written.contains("10,\"Lee, Ann\",t\n"), "{written}");
+        assert_eq!(written.lines().count(), 6, "{written}");
+        // A bad row rejects the whole COPY and keeps the table as it was.
+        std::fs::write(&csv, "12,x,1,2026-03-01 09:00:00,t,1\nnot-a-number,y,1,2026-03-01,t,1\n").unwrap();
+        let (ok, _, err) = psql(&["-c", &format!("\\copy shop_orders FROM '{csv}' CSV")]);
+        assert!(!ok && err.contains("order_id"), "{err}");
+        let (ok, out, _) = psql(&["-A", "-t", "-c", "SELECT count(*) FROM shop_orders"]);
+        assert!(ok);
+        assert_eq!(out.trim(), "5");
+    })
+    .await;
+    server.stop().await;
+    result.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_their_own_settings_and_cursors() {
+    let server = Server::start().await;
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("SET TimeZone = 'Asia/Shanghai'; SET statement_timeout = '5s'")
+        .await
+        .unwrap();
+    let show = |client: &tokio_postgres::Client, name: &'static str| {
+        let client = client;
+        async move {
+            let messages = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+            messages
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_string()),
+                    _ => None,
+                })
+                .unwrap()
+        }
+    };
+    assert_eq!(show(&a, "timezone").await, "Asia/Shanghai");
+    assert_eq!(show(&b, "TimeZone").await, "UTC");
+    assert_eq!(show(&a, "statement_timeout").await, "5s");
+    let err = a.simple_query("SET no_such_setting = 1").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42704");
+    let setting: String = a
+        .query_one("SELECT current_setting('TimeZone')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(setting, "Asia/Shanghai");
+    let version: String = a.query_one("SELECT version()", &[]).await.unwrap().get(0);
+    assert!(version.starts_with("PostgreSQL 15"), "{version}");
+
+    // Cursors, as Tableau reads big results.
+    a.batch_execute(
+        "BEGIN; DECLARE big CURSOR FOR SELECT value FROM generate_series(1, 1000) AS t(value) ORDER BY value",
+    )
+    .await
+    .unwrap();
+    let first = a.simple_query("FETCH 300 FROM big").await.unwrap();
+    let rows: Vec<String> = first
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 300);
+    assert_eq!(rows[0], "1");
+    let rest = a.simple_query("FETCH ALL FROM big").await.unwrap();
+    assert_eq!(tags(&rest), vec![700]);
+    a.batch_execute("CLOSE big; COMMIT").await.unwrap();
+    let err = a.simple_query("FETCH 1 FROM big").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "34000");
+    server.stop().await;
+}
+
+const LONG_QUERY: &str = "SELECT count(*) FROM generate_series(1, 20000000000) AS t(v) WHERE v % 7 = 3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_and_statement_timeout_stop_queries() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let err = client.simple_query(LONG_QUERY).await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The connection is usable afterwards, and a timeout gives the same SQLSTATE.
+    client
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let err = client.query(LONG_QUERY, &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    client.batch_execute("RESET statement_timeout").await.unwrap();
+    let one: i64 = client.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
+    // A client that vanishes mid-query does not disturb the others.
+    let quitter = server.client().await;
+    let running = tokio::spawn(async move { quitter.simple_query(LONG_QUERY).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    running.abort();
+    let one: i64 = client.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
+fn scram_options(users: &[(&str, &str, martdb::server::Role)]) -> martdb::server::ServerOptions {
+    let users = users
+        .iter()
+        .map(|(name, password, role)| {
+            martdb::server::User::new(name, &martdb::server::hash_password(password), *role)
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+    martdb::server::ServerOptions {
+        authentication: martdb::server::Authentication::Scram(std::sync::Arc::new(
+            martdb::server::Users::new(users).unwrap(),
+        )),
+        ..Default::default()
+    }
+}
+
+async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let config = format!(
+        "host={} port={} user={user} password={password} dbname=martdb",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_authentication_and_read_only_role() {
+    use martdb::server::Role;
+    let server = Server::start_with(scram_options(&[
+        ("admin", "adm1n pw", Role::Admin),
+        ("viewer", "v1ewer", Role::ReadOnly),
+    ]))
+    .await;
+    for (user, password) in [("admin", "wrong"), ("nobody", "x"), ("viewer", "")] {
+        let err = connect(server.addr, user, password).await.unwrap_err();
+        assert_eq!(
+            err.code().map(|c| c.code()),
+            Some("28P01"),
+            "{user}: {err}"
+        );
+    }
+    let admin = connect(server.addr, "admin", "adm1n pw").await.unwrap();
+    admin
+        .batch_execute("CREATE TABLE kpi (v BIGINT); INSERT INTO kpi VALUES (1), (2)")
+        .await
+        .unwrap();
+    let viewer = connect(server.addr, "viewer", "v1ewer").await.unwrap();
+    let n: i64 = viewer
+        .query_one("SELECT count(*) FROM kpi", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    for statement in [
+        "INSERT INTO kpi VALUES (3)",
+        "CREATE TABLE mine (v INT)",
+        "DROP TABLE kpi",
+        "SET transaction_read_only = off",
+    ] {
+        let err = viewer.simple_query(statement).await.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "25006", "{statement}: {err}");
+    }
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM kpi", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "the read-only user changed nothing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_sslmode_require() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let mut options = scram_options(&[("analyst", "pw", martdb::server::Role::Admin)]);
+    options.tls = Some(martdb::server::TlsFiles { cert, key });
+    let server = Server::start_with(options).await;
+    let addr = server.addr;
+    let plain = Server::start().await;
+    let plain_addr = plain.addr;
+    let result = tokio::task::spawn_blocking(move || {
+        let info = |addr: SocketAddr, mode: &str| {
+            format!(
+                "host={} port={} user=analyst password=pw dbname=martdb sslmode={mode}",
+                addr.ip(),
+                addr.port()
+            )
+        };
+        let (ok, out, err) = psql_with(&info(addr, "require"), &["-A", "-t", "-c", "SELECT 41 + 1"]);
+        assert!(ok, "TLS connection failed: {err}");
+        assert_eq!(out.trim(), "42");
+        // Without certificates the server refuses TLS, and sslmode=require fails.
+        let (ok, _, err) = psql_with(&info(plain_addr, "require"), &["-c", "SELECT 1"]);
+        assert!(!ok, "sslmode=require must fail without TLS");
+        assert!(err.to_lowercase().contains("ssl"), "{err}");
+    })
+    .await;
+    server.stop().await;
+    plain.stop().await;
+    result.unwrap();
+}
+
+/// Runs a client check program (tests/clients/) and asserts it passed.
+fn run_check(what: &str, command: &mut std::process::Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("FAIL"), "{what}:\n{stdout}");
+    eprintln!("{what}:\n{stdout}");
+}
+
+/// psycopg 3, SQLAlchemy's inspector (psycopg and psycopg2) and pgjdbc's
+/// DatabaseMetaData against the fixture. scripts/test.sh installs the peers (venv in
+/// MARTDB_PYTHON, Debian's pgjdbc jar); run alone without them, the test says so and
+/// passes only if MARTDB_REQUIRE_CLIENTS is unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_jdbc_clients() {
+    const JAR: &str = "/usr/share/java/postgresql.jar";
+    let python = std::env::var("MARTDB_PYTHON").ok();
+    let has_jdbc = std::path::Path::new(JAR).exists()
+        && std::process::Command::new("java").arg("-version").output().is_ok();
+    if python.is_none() || !has_jdbc {
+        let message = "python_and_jdbc_clients needs MARTDB_PYTHON and the pgjdbc jar: run scripts/test.sh";
+        assert!(std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(), "{message}");
+        eprintln!("SKIPPED: {message}");
+        return;
+    }
+    let server = Server::start().await;
+    let addr = server.addr;
+    let result = tokio::task::spawn_blocking(move || {
+        let (ok, _, err) = psql_with(&conninfo(addr), &["-f", &fixture()]);
+        assert!(ok, "fixture: {err}");
+        let root = env!("CARGO_MANIFEST_DIR");
+        run_check(
+            "psycopg + SQLAlchemy",
+            std::process::Command::new(python.unwrap())
+                .arg(format!("{root}/tests/clients/check_psycopg.py"))
+                .args(["--host", "127.0.0.1", "--port", &addr.port().to_string(), "--user", "analyst"]),
+        );
+        run_check(
+            "pgjdbc",
+            std::process::Command::new("java")
+                .args(["-cp", JAR])
+                .arg(format!("{root}/tests/clients/JdbcCheck.java"))
+                .arg(format!(
+                    "jdbc:postgresql://127.0.0.1:{}/martdb?user=analyst&sslmode=disable",
+                    addr.port()
+                )),
+        );
+    })
+    .await;
+    server.stop().await;
+    result.unwrap();
 }

@@ -1,0 +1,2 @@
+\set id random(1, 10000)
+SELECT name, balance FROM accounts_small WHERE id = :id;
