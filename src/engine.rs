@@ -182,13 +182,17 @@ impl Engine {
                 .map(|s| Statement::Statement(Box::new(s)))
                 .collect());
         }
-        Ok(DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?
-            .into_iter()
-            .map(|statement| match statement {
-                Statement::Statement(s) => Statement::Statement(Box::new(self.compat.rewrite(*s))),
-                other => other,
-            })
-            .collect())
+        Ok(
+            DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?
+                .into_iter()
+                .map(|statement| match statement {
+                    Statement::Statement(s) => {
+                        Statement::Statement(Box::new(self.compat.rewrite(*s)))
+                    }
+                    other => other,
+                })
+                .collect(),
+        )
     }
 
     /// Runs one parsed statement.

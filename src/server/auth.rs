@@ -193,10 +193,7 @@ where
             Authentication::Scram(users) => {
                 let mut scram = ScramAuth::new(users.clone());
                 scram.set_iterations(SCRAM_ITERATIONS);
-                Some(
-                    SASLAuthStartupHandler::new(Arc::new(server_parameters()))
-                        .with_scram(scram),
-                )
+                Some(SASLAuthStartupHandler::new(Arc::new(server_parameters())).with_scram(scram))
             }
         };
         Startup { sasl, on_ready }
@@ -208,7 +205,11 @@ impl<F> StartupHandler for Startup<F>
 where
     F: Fn(&str, &str, (i32, Vec<u8>)) + Send + Sync,
 {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -222,8 +223,7 @@ where
                     pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
                     let (pid, key) = RandomPidSecretKeyGenerator::default().generate(client);
                     client.set_pid_and_secret_key(pid, key);
-                    pgwire::api::auth::finish_authentication(client, &server_parameters())
-                        .await?;
+                    pgwire::api::auth::finish_authentication(client, &server_parameters()).await?;
                 }
             }
         }

@@ -186,8 +186,10 @@ mod tests {
         assert!(toml::from_str::<Config>("listen = 5").is_err());
         assert!(toml::from_str::<Config>("lisen = \"127.0.0.1:1\"").is_err());
         let config = parse("auth = \"scram-sha-256\"");
-        assert!(config
-            .server_options("127.0.0.1:1".parse().unwrap())
-            .is_err());
+        assert!(
+            config
+                .server_options("127.0.0.1:1".parse().unwrap())
+                .is_err()
+        );
     }
 }

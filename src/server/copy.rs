@@ -42,29 +42,33 @@ impl CopyFormat {
         let mut null = None;
         let mut quote = b'"';
         let ascii = |c: char, what: &str| -> Result<u8> {
-            u8::try_from(c)
-                .ok()
-                .filter(u8::is_ascii)
-                .ok_or_else(|| Error::Unsupported(format!("COPY {what} must be one ASCII character")))
+            u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+                Error::Unsupported(format!("COPY {what} must be one ASCII character"))
+            })
         };
         for option in options {
             match option {
-                CopyOption::Format(Ident { value, .. }) => match value.to_ascii_lowercase().as_str() {
-                    "csv" => csv = true,
-                    "text" => csv = false,
-                    other => {
-                        return Err(Error::Unsupported(format!(
-                            "COPY format {other} is not supported; use text or csv"
-                        )));
+                CopyOption::Format(Ident { value, .. }) => {
+                    match value.to_ascii_lowercase().as_str() {
+                        "csv" => csv = true,
+                        "text" => csv = false,
+                        other => {
+                            return Err(Error::Unsupported(format!(
+                                "COPY format {other} is not supported; use text or csv"
+                            )));
+                        }
                     }
-                },
+                }
                 CopyOption::Header(on) => header = *on,
                 CopyOption::Delimiter(c) => delimiter = Some(ascii(*c, "delimiter")?),
                 CopyOption::Null(s) => null = Some(s.clone()),
                 CopyOption::Quote(c) => quote = ascii(*c, "quote")?,
-                CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+                CopyOption::Encoding(e)
+                    if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
                 other => {
-                    return Err(Error::Unsupported(format!("COPY option {other} is not supported")));
+                    return Err(Error::Unsupported(format!(
+                        "COPY option {other} is not supported"
+                    )));
                 }
             }
         }
@@ -93,7 +97,9 @@ impl CopyFormat {
                     ));
                 }
                 other => {
-                    return Err(Error::Unsupported(format!("COPY option {other} is not supported")));
+                    return Err(Error::Unsupported(format!(
+                        "COPY option {other} is not supported"
+                    )));
                 }
             }
         }
@@ -119,9 +125,9 @@ impl CopyFormat {
         if self.csv {
             let needs_quotes = value.is_empty() && self.null.is_empty()
                 || value == self.null
-                || value.bytes().any(|b| {
-                    b == self.delimiter || b == self.quote || b == b'\n' || b == b'\r'
-                });
+                || value
+                    .bytes()
+                    .any(|b| b == self.delimiter || b == self.quote || b == b'\n' || b == b'\r');
             if needs_quotes {
                 out.push(self.quote);
                 for b in value.bytes() {
@@ -253,7 +259,9 @@ pub(super) fn parse_copy_in(
             .collect::<Result<_>>()?
     };
     let text = std::str::from_utf8(data).map_err(|e| {
-        Error::Unsupported(format!("COPY data is not valid UTF-8 ({e}); martdb reads UTF-8 only"))
+        Error::Unsupported(format!(
+            "COPY data is not valid UTF-8 ({e}); martdb reads UTF-8 only"
+        ))
     })?;
     let rows = if format.csv {
         split_csv(text, format)?
@@ -287,9 +295,8 @@ pub(super) fn parse_copy_in(
     for (column, index) in present.iter().enumerate() {
         let field = target.field(*index);
         let strings: ArrayRef = Arc::new(StringArray::from(std::mem::take(&mut values[column])));
-        let cast = cast_with_options(&strings, field.data_type(), &strict).map_err(|e| {
-            bad_data(format!("column \"{}\": {e}", field.name()))
-        })?;
+        let cast = cast_with_options(&strings, field.data_type(), &strict)
+            .map_err(|e| bad_data(format!("column \"{}\": {e}", field.name())))?;
         if !field.is_nullable() && cast.null_count() > 0 {
             return Err(bad_data(format!(
                 "null value in column \"{}\" violates not-null constraint",
@@ -411,7 +418,10 @@ fn split_csv(text: &str, format: &CopyFormat) -> Result<Vec<Vec<Option<String>>>
         row.push(csv_value(&mut field, &mut quoted, format));
         rows.push(row);
     }
-    if rows.last().is_some_and(|r| r.len() == 1 && r[0].as_deref() == Some("\\.")) {
+    if rows
+        .last()
+        .is_some_and(|r| r.len() == 1 && r[0].as_deref() == Some("\\."))
+    {
         rows.pop();
     }
     Ok(rows)
@@ -438,7 +448,11 @@ mod tests {
         assert_eq!(rows[0], vec![Some("1".into()), Some("a,b".into()), None]);
         assert_eq!(
             rows[1],
-            vec![Some("2".into()), Some(String::new()), Some("x\"y\nz".into())]
+            vec![
+                Some("2".into()),
+                Some(String::new()),
+                Some("x\"y\nz".into())
+            ]
         );
     }
 
@@ -465,8 +479,7 @@ mod tests {
         let err = parse_copy_in(b"x,ann,t\n", &csv(), &target, &[]).unwrap_err();
         assert_eq!(err.sqlstate(), "22P02");
         assert!(err.to_string().contains("column \"id\""), "{err}");
-        let partial =
-            parse_copy_in(b"7\n", &csv(), &target, &["id".to_string()]).unwrap();
+        let partial = parse_copy_in(b"7\n", &csv(), &target, &["id".to_string()]).unwrap();
         assert_eq!(partial.column(2).null_count(), 1);
     }
 }

@@ -148,7 +148,8 @@ fn tls_acceptor(files: &TlsFiles) -> Result<pgwire::tokio::TlsAcceptor, ServerEr
     if certs.is_empty() {
         return Err(fail(&files.cert, "no certificate in the file".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| fail(&files.key, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| fail(&files.key, e.to_string()))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

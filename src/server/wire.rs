@@ -86,10 +86,7 @@ impl Connection {
         });
         Handlers {
             connection: self.clone(),
-            startup: Arc::new(Startup::new(
-                &self.shared.options.authentication,
-                on_ready,
-            )),
+            startup: Arc::new(Startup::new(&self.shared.options.authentication, on_ready)),
         }
     }
 
@@ -124,9 +121,9 @@ impl Connection {
     }
 
     fn session(&self) -> PgWireResult<&Session> {
-        self.session.get().ok_or_else(|| {
-            user_error("08P01", "the connection is not authenticated".to_owned())
-        })
+        self.session
+            .get()
+            .ok_or_else(|| user_error("08P01", "the connection is not authenticated".to_owned()))
     }
 
     fn audit(&self, statement: &str) -> Audit {
@@ -698,7 +695,18 @@ impl QueryParser for Connection {
         let plan = match &statement {
             // Session statements (settings, transactions, cursors, COPY) are not planned
             // by DataFusion; they run when executed.
-            Statement::Statement(s) if !matches!(s.as_ref(), Sql::Query(_) | Sql::Insert(_) | Sql::CreateTable(_) | Sql::CreateView(_) | Sql::Drop { .. } | Sql::CreateSchema { .. } | Sql::Explain { .. }) => {
+            Statement::Statement(s)
+                if !matches!(
+                    s.as_ref(),
+                    Sql::Query(_)
+                        | Sql::Insert(_)
+                        | Sql::CreateTable(_)
+                        | Sql::CreateView(_)
+                        | Sql::Drop { .. }
+                        | Sql::CreateSchema { .. }
+                        | Sql::Explain { .. }
+                ) =>
+            {
                 LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
                     produce_one_row: false,
                     schema: Arc::new(datafusion::common::DFSchema::empty()),
@@ -806,10 +814,7 @@ impl CopyHandler for Connection {
         if let Some(mut copy) = self.copy_in.lock().expect("copy state").take() {
             copy.audit.error = Some("57014".into());
         }
-        user_error(
-            "57014",
-            format!("COPY from stdin failed: {}", fail.message),
-        )
+        user_error("57014", format!("COPY from stdin failed: {}", fail.message))
     }
 }
 

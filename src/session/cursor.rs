@@ -58,9 +58,10 @@ impl Cursor {
 /// How many rows a `FETCH` direction asks for; only forward movement is supported.
 pub(crate) fn forward_count(direction: &FetchDirection) -> Result<Option<usize>> {
     let number = |value: &Value| -> Result<i64> {
-        value.to_string().parse::<i64>().map_err(|_| {
-            Error::Unsupported(format!("FETCH count must be an integer, got {value}"))
-        })
+        value
+            .to_string()
+            .parse::<i64>()
+            .map_err(|_| Error::Unsupported(format!("FETCH count must be an integer, got {value}")))
     };
     let backward = || {
         Err(Error::Unsupported(

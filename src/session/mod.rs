@@ -291,13 +291,11 @@ impl Session {
                     }
                     .and_then(|_| done())
                 }
-                Set::SetTimeZone { value, .. } => {
-                    match set_value(std::slice::from_ref(value)) {
-                        None => self.reset("TimeZone"),
-                        Some(value) => self.set("TimeZone", &value),
-                    }
-                    .and_then(|_| done())
+                Set::SetTimeZone { value, .. } => match set_value(std::slice::from_ref(value)) {
+                    None => self.reset("TimeZone"),
+                    Some(value) => self.set("TimeZone", &value),
                 }
+                .and_then(|_| done()),
                 Set::SetNames { charset_name, .. } => self
                     .set("client_encoding", &charset_name.value)
                     .and_then(|_| done()),
@@ -307,11 +305,21 @@ impl Session {
                 _ => return None,
             },
             Sql::ShowVariable { variable } => {
-                let name = variable
+                let words: Vec<String> = variable
                     .iter()
-                    .map(|i| i.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(".");
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .collect();
+                // PostgreSQL's multi-word forms of SHOW.
+                let name = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    ["transaction", "isolation", "level"] => "transaction_isolation".to_string(),
+                    ["time", "zone"] => "TimeZone".to_string(),
+                    ["session", "authorization"] => "session_authorization".to_string(),
+                    _ => variable
+                        .iter()
+                        .map(|i| i.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                };
                 if name.to_ascii_lowercase().starts_with("datafusion") {
                     return None;
                 }
@@ -337,7 +345,8 @@ impl Session {
                 self.in_transaction.store(true, Ordering::SeqCst);
                 done()
             }
-            Sql::Commit { .. } | Sql::Rollback {
+            Sql::Commit { .. }
+            | Sql::Rollback {
                 savepoint: None, ..
             } => {
                 self.in_transaction.store(false, Ordering::SeqCst);
@@ -446,7 +455,12 @@ impl Session {
                     })
                     .unwrap_or_else(|| crate::catalog::DEFAULT_SCHEMA.to_string());
                 let state = ctx.state_ref();
-                state.write().config_mut().options_mut().catalog.default_schema = schema;
+                state
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .catalog
+                    .default_schema = schema;
             }
             _ => {}
         }
@@ -617,10 +631,7 @@ mod tests {
     #[tokio::test]
     async fn cursors_fetch_forward_within_a_transaction() {
         let (_dir, s) = session().await;
-        let err = s
-            .sql("DECLARE c CURSOR FOR SELECT 1")
-            .await
-            .unwrap_err();
+        let err = s.sql("DECLARE c CURSOR FOR SELECT 1").await.unwrap_err();
         assert_eq!(err.sqlstate(), "25P01");
         s.sql("BEGIN").await.unwrap();
         s.sql("DECLARE c CURSOR FOR SELECT * FROM generate_series(1, 10) AS t(v)")

@@ -2,11 +2,15 @@
 
 pub mod current_setting;
 mod martdb_version;
+mod pg_get_serial_sequence;
+mod to_regtype;
 mod version;
 
 use datafusion::logical_expr::ScalarUDF;
 
 pub use martdb_version::MartdbVersion;
+pub use pg_get_serial_sequence::PgGetSerialSequence;
+pub use to_regtype::ToRegtype;
 pub use version::Version;
 
 /// The functions of this area (`current_setting` is per session: see
@@ -15,5 +19,7 @@ pub fn functions() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(MartdbVersion::new()),
         ScalarUDF::new_from_impl(Version::new()),
+        ScalarUDF::new_from_impl(ToRegtype::new()),
+        ScalarUDF::new_from_impl(PgGetSerialSequence::new()),
     ]
 }
