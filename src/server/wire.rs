@@ -391,11 +391,10 @@ impl Connection {
         match &kind {
             Kind::Copy => return self.copy(statement, audit).await,
             Kind::Deallocate(name) => {
-                match name {
-                    Some(name) => client.portal_store().rm_statement(name),
-                    // DEALLOCATE ALL: pgwire has no "remove all"; the named statements
-                    // of a connection are few and die with it.
-                    None => {}
+                // DEALLOCATE ALL: pgwire has no "remove all"; a connection's named
+                // statements are few and die with it.
+                if let Some(name) = name {
+                    client.portal_store().rm_statement(name);
                 }
                 return Ok(Response::Execution(Tag::new("DEALLOCATE")));
             }
