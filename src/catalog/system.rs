@@ -90,7 +90,11 @@ impl SystemTable {
         let mut versions = Int64Builder::new();
         let mut file_counts = Int64Builder::new();
         let mut paths = StringBuilder::new();
-        for schema_name in schema_names.iter().filter(|s| *s != SYSTEM_SCHEMA) {
+        // martdb.* and the PostgreSQL catalog emulation describe tables; they are not user data.
+        for schema_name in schema_names
+            .iter()
+            .filter(|s| *s != SYSTEM_SCHEMA && *s != "pg_catalog")
+        {
             let Some(schema) = catalog.inner.provider.schema(schema_name) else {
                 continue;
             };
