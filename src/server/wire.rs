@@ -314,14 +314,15 @@ fn data_rows(
         .flatten()
 }
 
-async fn row_count(stream: SendableRecordBatchStream) -> PgWireResult<usize> {
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(df_error)?;
+/// The rows a write reports in the engine's `count` column.
+async fn written_rows(stream: SendableRecordBatchStream) -> crate::Result<u64> {
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
     Ok(batches
         .iter()
         .filter_map(|b| b.column_by_name("count"))
         .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
         .map(|a| a.iter().flatten().sum::<u64>())
-        .sum::<u64>() as usize)
+        .sum())
 }
 
 /// `$n` placeholder types in order (`None` where the planner could not infer one).
@@ -427,7 +428,7 @@ impl Connection {
             }
             return Ok(Response::Query(response));
         }
-        let count = row_count(stream).await?;
+        let count = written_rows(stream).await.map_err(|e| pg_error(&e))? as usize;
         audit.rows = count as u64;
         Ok(match kind {
             Kind::Begin => Response::TransactionStart(Tag::new("BEGIN")),
@@ -562,13 +563,7 @@ impl Connection {
         let stream = session
             .execute_plan(plan, format!("COPY {} FROM STDIN", copy.table))
             .await?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        Ok(batches
-            .iter()
-            .filter_map(|b| b.column_by_name("count"))
-            .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
-            .map(|a| a.iter().flatten().sum::<u64>())
-            .sum())
+        written_rows(stream).await
     }
 }
 
