@@ -21,7 +21,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA};
+use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, TableCache};
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::{Error, Result};
@@ -29,12 +29,19 @@ use crate::{Error, Result};
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "martdb-data";
 
+/// The largest default size of the table cache.
+const DEFAULT_TABLE_CACHE_MAX: usize = 2 << 30;
+
 /// How to open an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Bytes of memory all queries together may use before they spill to disk or fail
     /// with SQLSTATE 53200. Default: half of the machine's RAM.
     pub memory_limit: Option<usize>,
+    /// Bytes of decoded small tables kept in memory between queries (a table is cached
+    /// when its files take at most a quarter of this; 0 turns the cache off). Default: an
+    /// eighth of the memory limit, at most 2 GiB.
+    pub table_cache: Option<usize>,
     /// Partitions a query is split into. Default: the number of cores.
     pub target_partitions: Option<usize>,
     /// Create a missing local data directory. Default: true.
@@ -47,6 +54,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             memory_limit: None,
+            table_cache: None,
             target_partitions: None,
             create_if_missing: true,
             state_dir: None,
@@ -116,7 +124,14 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         crate::udf::register_all(&ctx);
-        let catalog = Catalog::new(storage.clone(), &ctx);
+        let table_cache = options
+            .table_cache
+            .unwrap_or((memory_limit / 8).min(DEFAULT_TABLE_CACHE_MAX));
+        let catalog = Catalog::new(
+            storage.clone(),
+            Arc::new(TableCache::new(table_cache)),
+            &ctx,
+        );
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
         datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
@@ -320,6 +335,12 @@ impl Engine {
             temporary: false,
         };
         self.catalog.create_table(&state, &create).await
+    }
+
+    /// Grows with every commit and catalog change: plans that captured table data are
+    /// stale once it moves.
+    pub(crate) fn data_generation(&self) -> u64 {
+        self.catalog.data_generation()
     }
 
     /// The underlying DataFusion context (for registering more tables or functions).

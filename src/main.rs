@@ -45,6 +45,10 @@ enum Command {
         /// Memory limit for all queries together, e.g. 4G or 512M (default: half of RAM).
         #[arg(long, value_parser = parse_bytes)]
         memory_limit: Option<usize>,
+        /// Memory for decoded copies of small tables, e.g. 1G; 0 turns the cache off
+        /// (default: an eighth of the memory limit, at most 2G).
+        #[arg(long, value_parser = parse_bytes)]
+        table_cache: Option<usize>,
     },
     /// Run SQL: a statement argument, a script file (-f) or standard input.
     Sql {
@@ -166,6 +170,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit,
             demo,
             memory_limit,
+            table_cache,
         } => {
             let config = match &config {
                 Some(path) => martdb::server::config::Config::load(path)
@@ -185,12 +190,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 })?),
                 (None, None) => None,
             };
+            let table_cache = match (table_cache, &config.table_cache) {
+                (Some(bytes), _) => Some(bytes),
+                (None, Some(text)) => Some(parse_bytes(text).map_err(|e| {
+                    Failure::Other(format!("table_cache in the configuration: {e}"))
+                })?),
+                (None, None) => None,
+            };
             let mut server_options = config
                 .server_options(listen)
                 .map_err(|e| Failure::Other(e.to_string()))?;
             server_options.audit |= audit;
             let options = EngineOptions {
                 memory_limit,
+                table_cache,
                 ..Default::default()
             };
             let engine = Engine::open_with(&data, options).await?;

@@ -5,27 +5,33 @@
 //!   its commit file exists, so a reader (or a restart after a crash) sees a table before
 //!   or after an INSERT, never half of it;
 //! - writes to one table are serialised in this process (`write_lock`), and the provider
-//!   readers use is swapped for the new version only after the commit is durable.
+//!   readers use is swapped for the new version only after the commit is durable;
+//! - with a [`TableCache`], a small table is scanned from its decoded batches of the
+//!   version readers see, never of another; filters are then re-applied above the scan
+//!   (pushdown is never reported exact).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
+use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, cast,
 };
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::TryStreamExt;
 use url::Url;
 
 use super::CatalogError;
+use super::cache::{TableCache, TableId};
 use crate::storage::sync_paths;
 
 /// A Delta table registered in the catalog.
@@ -34,6 +40,20 @@ pub struct ManagedTable {
     url: Url,
     current: RwLock<Current>,
     write_lock: tokio::sync::Mutex<()>,
+    cache: Option<(Arc<TableCache>, TableId)>,
+    /// Set by DROP: plans made before the drop still hold this object and must not
+    /// read it (its cached batches are gone, its files about to be).
+    dropped: std::sync::atomic::AtomicBool,
+    /// One loader per table: concurrent first scans wait for one load, not N.
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl Drop for ManagedTable {
+    fn drop(&mut self) {
+        if let Some((cache, id)) = &self.cache {
+            cache.forget(*id);
+        }
+    }
 }
 
 struct Current {
@@ -78,7 +98,26 @@ impl ManagedTable {
             url: url.clone(),
             current: RwLock::new(Current { table, provider }),
             write_lock: tokio::sync::Mutex::new(()),
+            cache: None,
+            dropped: Default::default(),
+            load_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Marks the table dropped: later scans fail instead of reading it.
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some((cache, id)) = &self.cache {
+            cache.forget(*id);
+        }
+    }
+
+    /// Serves scans of this table from `cache` when it is small enough.
+    pub(crate) fn with_cache(mut self, cache: Arc<TableCache>) -> Self {
+        let id = cache.register();
+        self.cache = Some((cache, id));
+        self
     }
 
     /// Creates the table at `url` from `input` (which may produce no rows: its schema is the
@@ -125,6 +164,9 @@ impl ManagedTable {
             .await
             .map_err(|e| delta_err(&self.name, e))?;
         *self.current.write().expect("lock") = Current { table, provider };
+        if let Some((cache, _)) = &self.cache {
+            cache.bump();
+        }
         Ok(rows)
     }
 
@@ -156,6 +198,71 @@ impl ManagedTable {
     fn provider(&self) -> Arc<dyn TableProvider> {
         self.current.read().expect("lock").provider.clone()
     }
+
+    /// The provider, version and Parquet bytes readers see now.
+    fn snapshot(&self) -> (Arc<dyn TableProvider>, i64, u64) {
+        let current = self.current.read().expect("lock");
+        let version = current.table.version().map_or(-1, |v| v as i64);
+        let bytes = current.table.snapshot().map_or(u64::MAX, |s| {
+            s.log_data().iter().map(|f| f.size().max(0) as u64).sum()
+        });
+        (current.provider.clone(), version, bytes)
+    }
+
+    /// The decoded batches of the current version, loading them if the table is small
+    /// enough for the cache; `None` means scan the files.
+    async fn cached_batches(&self, state: &dyn Session) -> DFResult<Option<Arc<[RecordBatch]>>> {
+        let Some((cache, id)) = &self.cache else {
+            return Ok(None);
+        };
+        let (provider, version, bytes) = self.snapshot();
+        if let Some(batches) = cache.get(*id, version) {
+            return Ok(Some(batches));
+        }
+        if !cache.admits(bytes) {
+            return Ok(None);
+        }
+        let _loading = self.load_lock.lock().await;
+        if let Some(batches) = cache.get(*id, version) {
+            return Ok(Some(batches));
+        }
+        let plan = provider.scan(state, None, &[], None).await?;
+        if plan.schema() != provider.schema() {
+            // Served batches must have the schema the plan was made with.
+            return Ok(None);
+        }
+        let batches: Arc<[RecordBatch]> = collect(plan, state.task_ctx()).await?.into();
+        tracing::debug!(table = %self.name, version, rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(), "cached");
+        Ok(cache
+            .insert(*id, version, batches.clone())
+            .then_some(batches))
+    }
+}
+
+/// Rows per partition of a scan from the cache: below this, splitting the scan costs
+/// more (tasks, channels, a merge) than it saves.
+const ROWS_PER_PARTITION: usize = 256 * 1024;
+
+/// A scan of decoded batches, split over at most `partitions` for parallel operators
+/// above it.
+fn memory_scan(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+    partitions: usize,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let partitions = partitions
+        .min(rows.div_ceil(ROWS_PER_PARTITION))
+        .clamp(1, batches.len().max(1));
+    let mut split = vec![Vec::new(); partitions];
+    for (i, batch) in batches.iter().enumerate() {
+        split[i % partitions].push(batch.clone());
+    }
+    let source =
+        MemorySourceConfig::try_new(&split, schema, projection.cloned())?.with_limit(limit);
+    Ok(DataSourceExec::from_data_source(source))
 }
 
 async fn write(
@@ -322,18 +429,38 @@ impl TableProvider for ManagedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let context = |e| DataFusionError::Context(format!("table '{}'", self.name), Box::new(e));
+        if self.dropped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(DataFusionError::Plan(format!(
+                "table '{}' was dropped after this statement was prepared",
+                self.name
+            )));
+        }
+        if let Some(batches) = self.cached_batches(state).await.map_err(context)? {
+            let partitions = state.config().target_partitions();
+            return memory_scan(&batches, self.schema(), projection, limit, partitions);
+        }
         let provider = self.provider();
         provider
             .scan(state, projection, filters, limit)
             .await
-            .map_err(|e| DataFusionError::Context(format!("table '{}'", self.name), Box::new(e)))
+            .map_err(context)
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        self.provider().supports_filters_pushdown(filters)
+        let mut support = self.provider().supports_filters_pushdown(filters)?;
+        if self.cache.is_some() {
+            // A scan from the cache does not filter: keep every filter above it.
+            for s in &mut support {
+                if *s == TableProviderFilterPushDown::Exact {
+                    *s = TableProviderFilterPushDown::Inexact;
+                }
+            }
+        }
+        Ok(support)
     }
 
     async fn insert_into(

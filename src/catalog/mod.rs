@@ -13,6 +13,7 @@
 //! - a record that fails to replay (a view over a missing table, an external table whose
 //!   files are gone) is kept and reported, never silently deleted.
 
+mod cache;
 mod data_dir;
 mod managed;
 mod system;
@@ -35,6 +36,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use cache::TableCache;
 pub use managed::ManagedTable;
 
 use crate::storage::Storage;
@@ -131,6 +133,7 @@ pub struct Catalog {
 
 struct Inner {
     storage: Arc<Storage>,
+    cache: Arc<TableCache>,
     provider: Arc<MemoryCatalogProvider>,
     public: Arc<DataDirSchema>,
     /// Names of schemas other than `public`: their folders are not tables.
@@ -161,7 +164,7 @@ impl std::fmt::Display for QualifiedName {
 impl Catalog {
     /// Builds the catalog over `storage` and registers it as the default catalog of `ctx`.
     /// Call [`Catalog::restore`] afterwards to replay persisted definitions.
-    pub fn new(storage: Arc<Storage>, ctx: &SessionContext) -> Self {
+    pub fn new(storage: Arc<Storage>, cache: Arc<TableCache>, ctx: &SessionContext) -> Self {
         let schema_names = Arc::new(RwLock::new(Vec::new()));
         let public = Arc::new(DataDirSchema::new(
             storage.local_root().map(|p| p.to_path_buf()),
@@ -174,6 +177,7 @@ impl Catalog {
             .expect("fresh catalog");
         let inner = Arc::new(Inner {
             storage,
+            cache,
             provider: provider.clone(),
             public,
             schema_names,
@@ -212,7 +216,8 @@ impl Catalog {
                 }
                 Definition::Managed { location } => match Url::parse(location) {
                     Ok(url) => match ManagedTable::open(&name.to_string(), &url).await {
-                        Ok(table) => self.register(&name, Arc::new(table)),
+                        Ok(table) => self
+                            .register(&name, Arc::new(table.with_cache(self.inner.cache.clone()))),
                         Err(e) => Err(e.into()),
                     },
                     Err(e) => Err(CatalogError::Metadata(format!("bad location: {e}")).into()),
@@ -260,7 +265,13 @@ impl Catalog {
     fn register(&self, name: &QualifiedName, table: Arc<dyn TableProvider>) -> crate::Result<()> {
         self.schema_provider(&name.schema)?
             .register_table(name.table.clone(), table)?;
+        self.inner.cache.bump();
         Ok(())
+    }
+
+    /// Grows with every commit and catalog change; see [`TableCache`].
+    pub(crate) fn data_generation(&self) -> u64 {
+        self.inner.cache.generation()
     }
 
     pub(crate) fn resolve(&self, reference: &TableReference) -> QualifiedName {
@@ -375,7 +386,7 @@ impl Catalog {
                 location: url.to_string(),
             },
         )?;
-        self.register(&name, Arc::new(table))?;
+        self.register(&name, Arc::new(table.with_cache(self.inner.cache.clone())))?;
         Ok(rows)
     }
 
@@ -475,6 +486,10 @@ impl Catalog {
         self.delete_record(&key, pending.clone())?;
         self.schema_provider(&name.schema)?
             .deregister_table(&name.table)?;
+        if let Some(managed) = provider.downcast_ref::<ManagedTable>() {
+            managed.mark_dropped();
+        }
+        self.inner.cache.bump();
         if let Some(location) = pending {
             self.remove_table_data(&location).await?;
         }
@@ -615,6 +630,7 @@ impl Catalog {
                 .map_err(|e| storage.kv_error(e))?;
         }
         txn.commit().map_err(|e| storage.kv_error(e))?;
+        self.inner.cache.bump();
         Ok(())
     }
 

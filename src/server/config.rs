@@ -5,6 +5,7 @@
 //! data = "martdb-data"
 //! listen = "0.0.0.0:5433"
 //! memory_limit = "8G"
+//! table_cache = "1G"            # decoded small tables kept in memory ("0": off)
 //! auth = "scram-sha-256"        # or "trust" (loopback only)
 //! audit = true                  # one log line per statement
 //!
@@ -82,6 +83,8 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Bytes, or a size such as "512M" / "8G".
     pub memory_limit: Option<String>,
+    /// Bytes, or a size such as "512M"; default an eighth of the memory limit (≤ 2G).
+    pub table_cache: Option<String>,
     /// Default: scram-sha-256 when users are configured, trust otherwise.
     pub auth: Option<AuthMethod>,
     #[serde(default)]

@@ -10,6 +10,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -36,6 +37,7 @@ use pgwire::messages::data::DataRow;
 use super::Shared;
 use super::auth::{Role, Startup};
 use super::copy::{CopyFormat, copy_out, parse_copy_in};
+use crate::session::PreparedQuery;
 use crate::{Error, Session};
 
 type ReadyCallback = Box<dyn Fn(&str, &str, (i32, Vec<u8>)) + Send + Sync>;
@@ -201,11 +203,12 @@ impl Drop for Audit {
     }
 }
 
-/// A statement prepared by Parse: its AST and its plan with `$n` placeholders.
+/// A statement prepared by Parse: its AST, its text and its plan with `$n` placeholders
+/// (which keeps a generic physical plan where it can).
 #[derive(Clone)]
 pub(super) struct Prepared {
     statement: Statement,
-    plan: LogicalPlan,
+    query: Arc<PreparedQuery>,
 }
 
 fn user_error(code: &str, message: String) -> PgWireError {
@@ -344,14 +347,15 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
 }
 
 impl Connection {
-    /// Runs one statement; `bound` is its plan with parameters substituted. With `lazy`,
-    /// rows stream to the client; otherwise they are collected first, so that the
+    /// Runs one statement; `bound` is its prepared plan and the parameter values. With
+    /// `lazy`, rows stream to the client; otherwise they are collected first, so that the
     /// statements of one simple query run strictly in order.
     async fn run<C>(
         &self,
         client: &mut C,
-        statement: Statement,
-        bound: Option<LogicalPlan>,
+        statement: &Statement,
+        text: &str,
+        bound: Option<(&PreparedQuery, ParamValues)>,
         format: &Format,
         lazy: bool,
     ) -> PgWireResult<Response>
@@ -359,7 +363,7 @@ impl Connection {
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
     {
-        let mut audit = self.audit(&statement.to_string());
+        let mut audit = self.audit(text);
         let result = self
             .run_audited(client, statement, bound, format, lazy, &mut audit)
             .await;
@@ -377,8 +381,8 @@ impl Connection {
     async fn run_audited<C>(
         &self,
         client: &mut C,
-        statement: Statement,
-        bound: Option<LogicalPlan>,
+        statement: &Statement,
+        bound: Option<(&PreparedQuery, ParamValues)>,
         format: &Format,
         lazy: bool,
         audit: &mut Audit,
@@ -388,9 +392,9 @@ impl Connection {
         C::PortalStore: PortalStore,
     {
         let session = self.session()?;
-        let kind = kind(&statement);
+        let kind = kind(statement);
         match &kind {
-            Kind::Copy => return self.copy(statement, audit).await,
+            Kind::Copy => return self.copy(statement.clone(), audit).await,
             Kind::Deallocate(name) => {
                 // DEALLOCATE ALL: pgwire has no "remove all"; a connection's named
                 // statements are few and die with it.
@@ -401,10 +405,10 @@ impl Connection {
             }
             _ => {}
         }
-        let tag = first_word(&statement);
+        let tag = first_word(statement);
         let result = match bound {
-            None => session.execute(statement).await,
-            Some(plan) => session.execute_plan(plan, statement.to_string()).await,
+            None => session.execute(statement.clone()).await,
+            Some((query, params)) => session.execute_prepared(query, &params).await,
         };
         let stream = result.map_err(|e| pg_error(&e))?;
         let rows = match kind {
@@ -590,8 +594,16 @@ impl SimpleQueryHandler for Connection {
         let last = statements.len() - 1;
         let mut responses = Vec::with_capacity(statements.len());
         for (i, statement) in statements.into_iter().enumerate() {
+            let text = statement.to_string();
             match self
-                .run(client, statement, None, &Format::UnifiedText, i == last)
+                .run(
+                    client,
+                    &statement,
+                    &text,
+                    None,
+                    &Format::UnifiedText,
+                    i == last,
+                )
                 .await
             {
                 Ok(response) => {
@@ -635,23 +647,24 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Prepared { statement, plan } = &portal.statement.statement;
-        let bound = if portal.parameter_len() == 0 {
-            // Planned again from the AST: sees tables created since Parse.
+        let Prepared {
+            statement,
+            query: prepared,
+        } = &portal.statement.statement;
+        let query =
+            matches!(statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)));
+        let bound = if portal.parameter_len() == 0 && !query {
+            // Session statements, writes and DDL run from the AST.
             None
         } else {
-            let types = parameter_types(plan)?;
+            let types = parameter_types(prepared.plan())?;
             let types: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-            let params = deserialize_parameters(portal, &types)?;
-            Some(
-                plan.clone()
-                    .replace_params_with_values(&params)
-                    .map_err(df_error)?,
-            )
+            Some((prepared.as_ref(), deserialize_parameters(portal, &types)?))
         };
         self.run(
             client,
-            statement.clone(),
+            statement,
+            prepared.text(),
             bound,
             &portal.result_column_format,
             true,
@@ -711,11 +724,15 @@ impl QueryParser for Connection {
                 .await
                 .map_err(|e| pg_error(&e))?,
         };
-        Ok(Some(Prepared { statement, plan }))
+        let text = statement.to_string();
+        Ok(Some(Prepared {
+            statement,
+            query: Arc::new(PreparedQuery::new(plan, text)),
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        parameter_types(&stmt.plan)?
+        parameter_types(stmt.query.plan())?
             .iter()
             .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
             .collect()
@@ -729,8 +746,8 @@ impl QueryParser for Connection {
         let rows = match kind(&stmt.statement) {
             Kind::Rows => true,
             Kind::Other => {
-                !matches!(stmt.plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
-                    && !stmt.plan.schema().fields().is_empty()
+                !matches!(stmt.query.plan(), LogicalPlan::Ddl(_) | LogicalPlan::Dml(_))
+                    && !stmt.query.plan().schema().fields().is_empty()
             }
             _ => false,
         };
@@ -738,7 +755,7 @@ impl QueryParser for Connection {
             return Ok(vec![]);
         }
         arrow_schema_to_pg_fields(
-            stmt.plan.schema().as_arrow(),
+            stmt.query.plan().schema().as_arrow(),
             column_format.unwrap_or(&Format::UnifiedText),
             None,
         )

@@ -31,14 +31,16 @@
 
 mod cursor;
 mod interrupt;
+mod prepared;
 mod settings;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::memory::MemoryStream;
@@ -49,11 +51,13 @@ use datafusion::sql::sqlparser::ast::{
 use futures::TryStreamExt;
 
 pub use interrupt::CancelHandle;
+pub use prepared::PreparedQuery;
 pub use settings::Settings;
 
 use crate::{Engine, Error, Result};
 use cursor::Cursor;
 use interrupt::Interrupt;
+use prepared::{GenericPlan, PlanKey};
 
 /// The PostgreSQL version martdb reports to clients (`server_version`, `version()`):
 /// drivers and BI tools choose their catalog queries by it.
@@ -122,6 +126,9 @@ pub struct Session {
     in_transaction: AtomicBool,
     read_only: bool,
     interrupt: Arc<Interrupt>,
+    /// Grows with every statement that is not a query (settings, DDL...): generic plans
+    /// of prepared queries made before it are stale.
+    plan_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Session {
@@ -146,6 +153,7 @@ impl Session {
             in_transaction: AtomicBool::new(false),
             read_only: false,
             interrupt: Arc::default(),
+            plan_epoch: AtomicU64::new(0),
         }
     }
 
@@ -199,6 +207,7 @@ impl Session {
             .write()
             .expect("settings lock")
             .set(name, value)?;
+        self.plan_epoch.fetch_add(1, Ordering::AcqRel);
         self.apply(name, &value)
     }
 
@@ -224,6 +233,9 @@ impl Session {
     /// Runs one statement: session statements (SET, SHOW, RESET, cursors, transaction
     /// control) here, everything else through the engine, under timeout and cancel.
     pub async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        if !matches!(&statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_))) {
+            self.plan_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         if let Statement::Statement(sql) = &statement
             && let Some(result) = self.session_statement(sql).await
         {
@@ -243,6 +255,101 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let watch = self.watch();
         self.run_plan(plan, text, watch).await
+    }
+
+    /// Plans one statement for repeated execution with
+    /// [`execute_prepared`](Self::execute_prepared); `$1`, `$2`... are its parameters.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> martdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use datafusion::arrow::array::RecordBatch;
+    /// use datafusion::common::{ParamValues, ScalarValue};
+    /// use futures::TryStreamExt;
+    ///
+    /// let engine = martdb::Engine::open(dir.path().to_str().unwrap()).await?;
+    /// engine.sql("CREATE TABLE t AS VALUES (1, 'one'), (2, 'two')").await?;
+    /// let session = engine.session();
+    /// let lookup = session.prepare("SELECT column2 FROM t WHERE column1 = $1").await?;
+    /// for (id, name) in [(2, "two"), (1, "one")] {
+    ///     let params = ParamValues::List(vec![ScalarValue::Int64(Some(id)).into()]);
+    ///     let stream = session.execute_prepared(&lookup, &params).await?;
+    ///     let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    ///     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    /// }
+    /// // t is small: it is served from memory, and the plan is kept.
+    /// assert!(lookup.has_generic_plan());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Unsupported(format!(
+                "a prepared statement is one statement, found {}",
+                statements.len()
+            )));
+        }
+        let statement = statements.remove(0);
+        let text = statement.to_string();
+        let plan = self.plan(statement).await?;
+        Ok(PreparedQuery::new(plan, text))
+    }
+
+    /// Runs a prepared query with `params` bound to its `$n`: through its generic plan
+    /// when it has a valid one (see [`PreparedQuery`]), otherwise planned afresh with the
+    /// values in place.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &PreparedQuery,
+        params: &ParamValues,
+    ) -> Result<SendableRecordBatchStream> {
+        let key = PlanKey {
+            data_generation: self.engine.data_generation(),
+            session_epoch: self.plan_epoch.load(Ordering::Acquire),
+        };
+        let watch = self.watch();
+        if let Some(generic) = prepared.claim(key) {
+            return Ok(watch.guard(generic.execute(params)?));
+        }
+        if prepared.worth_trying(key) {
+            match watch.run(self.generic_plan(prepared, key)).await? {
+                Some(generic) => {
+                    let generic = prepared.set_ready(generic);
+                    return Ok(watch.guard(generic.execute(params)?));
+                }
+                None => prepared.set_unsuitable(key),
+            }
+        }
+        let bound = prepared.plan().clone().replace_params_with_values(params)?;
+        self.run_plan(bound, prepared.text().to_string(), watch)
+            .await
+    }
+
+    /// A generic plan for `prepared`, if it can have one now.
+    async fn generic_plan(
+        &self,
+        prepared: &PreparedQuery,
+        key: PlanKey,
+    ) -> Result<Option<GenericPlan>> {
+        let Some((logical, params)) = prepared.generic_logical() else {
+            return Ok(None);
+        };
+        let ctx = self.engine.context();
+        // A plan that fails here fails again, with its real error, when planned afresh.
+        let Ok(physical) = ctx.state().create_physical_plan(&logical).await else {
+            return Ok(None);
+        };
+        if !prepared::reads_only_memory(&physical) {
+            return Ok(None);
+        }
+        Ok(Some(GenericPlan::new(
+            key,
+            physical,
+            params,
+            ctx.task_ctx(),
+        )))
     }
 
     async fn run_plan(

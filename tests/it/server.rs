@@ -146,6 +146,43 @@ async fn simple_and_extended_queries_with_tokio_postgres() {
     server.stop().await;
 }
 
+/// A prepared lookup keeps its plan between executions (the table is small enough to be
+/// served from memory), yet sees another connection's commit at the next execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_lookups_see_commits_from_other_connections() {
+    let server = Server::start().await;
+    let writer = server.client().await;
+    writer
+        .batch_execute(
+            "CREATE TABLE accounts (id BIGINT, name TEXT); \
+             INSERT INTO accounts VALUES (1, 'one'), (2, 'two')",
+        )
+        .await
+        .unwrap();
+    let reader = server.client().await;
+    let lookup = reader
+        .prepare("SELECT name FROM accounts WHERE id = $1")
+        .await
+        .unwrap();
+    let name = |rows: Vec<tokio_postgres::Row>| rows.first().map(|r| r.get::<_, String>(0));
+    for (id, want) in [
+        (1_i64, Some("one")),
+        (2, Some("two")),
+        (3, None),
+        (1, Some("one")),
+    ] {
+        let rows = reader.query(&lookup, &[&id]).await.unwrap();
+        assert_eq!(name(rows).as_deref(), want, "id {id}");
+    }
+    writer
+        .execute("INSERT INTO accounts VALUES (3, 'three')", &[])
+        .await
+        .unwrap();
+    let rows = reader.query(&lookup, &[&3_i64]).await.unwrap();
+    assert_eq!(name(rows).as_deref(), Some("three"));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_sqlstates_and_the_connection_survives() {
     let server = Server::start().await;

@@ -1,0 +1,393 @@
+//! Prepared queries whose physical plan is reused across executions.
+//!
+//! A prepared query is normally planned again at every execution with its parameters in
+//! place of `$n`, so that a filter on a parameter reaches the scan and prunes files.
+//! Over tables served from the [table cache](crate::catalog::TableCache) there is
+//! nothing to prune, and planning is most of the cost of a point lookup; there the
+//! statement keeps one *generic* physical plan in which each `$n` is a function that
+//! reads the value bound for the current execution (PostgreSQL's generic plans).
+//!
+//! Invariants:
+//! - a generic plan is used only under the data generation of the engine and the plan
+//!   epoch of the session it was made under: any commit, DDL or session statement
+//!   (`SET` ...) makes the next execution plan again;
+//! - a plan becomes generic only if it is a query, every leaf reads cached batches (or
+//!   no table), and every function in it besides the parameters is immutable (so
+//!   `now()` is never frozen); a generic plan returns what a fresh plan would;
+//! - one execution at a time uses a generic plan (its parameter values are set before
+//!   it runs and read while it streams); another execution meanwhile plans afresh.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::StreamExt;
+
+/// What a generic plan was made under; it is valid while both are unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlanKey {
+    pub data_generation: u64,
+    pub session_epoch: u64,
+}
+
+/// A statement planned once, executed many times with parameters
+/// ([`Session::prepare`](super::Session::prepare)).
+#[derive(Debug)]
+pub struct PreparedQuery {
+    text: String,
+    plan: LogicalPlan,
+    generic: Mutex<Generic>,
+}
+
+#[derive(Debug)]
+enum Generic {
+    Untried,
+    /// This plan cannot be generic under `key` (a scan of files, a stable function...).
+    Unsuitable(PlanKey),
+    Ready(Arc<GenericPlan>),
+}
+
+#[derive(Debug)]
+pub(crate) struct GenericPlan {
+    key: PlanKey,
+    physical: Arc<dyn ExecutionPlan>,
+    params: Arc<ParamSlot>,
+    task_ctx: Arc<TaskContext>,
+    busy: Arc<AtomicBool>,
+}
+
+impl PreparedQuery {
+    /// Wraps the logical plan of the statement `text` (`$n` placeholders in it).
+    pub(crate) fn new(plan: LogicalPlan, text: String) -> Self {
+        PreparedQuery {
+            text,
+            plan,
+            generic: Mutex::new(Generic::Untried),
+        }
+    }
+
+    /// The logical plan with its placeholders.
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
+    /// The statement's SQL.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the last execution could use a generic plan (kept for the next one).
+    pub fn has_generic_plan(&self) -> bool {
+        matches!(
+            *self.generic.lock().expect("prepared lock"),
+            Generic::Ready(_)
+        )
+    }
+
+    /// The generic plan valid under `key`, claimed for one execution, if there is one.
+    pub(crate) fn claim(&self, key: PlanKey) -> Option<Arc<GenericPlan>> {
+        let generic = self.generic.lock().expect("prepared lock");
+        match &*generic {
+            Generic::Ready(plan)
+                if plan.key == key
+                    && plan
+                        .busy
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok() =>
+            {
+                Some(plan.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a generic plan should be attempted under `key`.
+    pub(crate) fn worth_trying(&self, key: PlanKey) -> bool {
+        match &*self.generic.lock().expect("prepared lock") {
+            Generic::Untried => true,
+            Generic::Unsuitable(tried) => *tried != key,
+            Generic::Ready(plan) => plan.key != key,
+        }
+    }
+
+    pub(crate) fn set_unsuitable(&self, key: PlanKey) {
+        *self.generic.lock().expect("prepared lock") = Generic::Unsuitable(key);
+    }
+
+    /// Keeps `plan` as this statement's generic plan, claimed for the caller.
+    pub(crate) fn set_ready(&self, plan: GenericPlan) -> Arc<GenericPlan> {
+        plan.busy.store(true, Ordering::Release);
+        let plan = Arc::new(plan);
+        *self.generic.lock().expect("prepared lock") = Generic::Ready(plan.clone());
+        plan
+    }
+
+    /// The plan with each `$n` replaced by a function reading slot `n` of the returned
+    /// parameter slot; `None` when the plan cannot be generic (a non-query, a parameter
+    /// of unknown type, a function that is not immutable).
+    pub(crate) fn generic_logical(&self) -> Option<(LogicalPlan, Arc<ParamSlot>)> {
+        if !is_cacheable_query(&self.plan) {
+            return None;
+        }
+        let slot = Arc::new(ParamSlot::default());
+        let plan = self
+            .plan
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                let schema = node.schema().clone();
+                let names = NamePreserver::new(&node);
+                node.map_expressions(|e| {
+                    let (e, has_placeholder) = e.infer_placeholder_types(&schema)?;
+                    if !has_placeholder {
+                        return Ok(Transformed::no(e));
+                    }
+                    let name = names.save(&e);
+                    let e = e.transform_up(|e| match e {
+                        Expr::Placeholder(placeholder) => {
+                            let udf = ParamRef::try_new(&placeholder, slot.clone())?;
+                            Ok(Transformed::yes(ScalarUDF::from(udf).call(vec![])))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })?;
+                    Ok(e.update_data(|e| name.restore(e)))
+                })?
+                .map_data(|node| node.recompute_schema())
+            })
+            .ok()?
+            .data;
+        Some((plan, slot))
+    }
+}
+
+/// Queries only (no writes, DDL or session statements), and no function that may
+/// return something else at another time.
+fn is_cacheable_query(plan: &LogicalPlan) -> bool {
+    let mut ok = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if matches!(
+            node,
+            LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
+                | LogicalPlan::Explain(_)
+                | LogicalPlan::Analyze(_)
+                | LogicalPlan::DescribeTable(_)
+                | LogicalPlan::Extension(_)
+                | LogicalPlan::RecursiveQuery(_)
+        ) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    ok = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    ok
+}
+
+/// Whether every leaf of `plan` reads batches already in memory (or no table).
+pub(crate) fn reads_only_memory(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let children = plan.children();
+    if children.is_empty() {
+        return plan.is::<PlaceholderRowExec>()
+            || plan.is::<EmptyExec>()
+            || plan
+                .downcast_ref::<DataSourceExec>()
+                .is_some_and(|exec| exec.data_source().is::<MemorySourceConfig>());
+    }
+    children.into_iter().all(reads_only_memory)
+}
+
+impl GenericPlan {
+    pub(crate) fn new(
+        key: PlanKey,
+        physical: Arc<dyn ExecutionPlan>,
+        params: Arc<ParamSlot>,
+        task_ctx: Arc<TaskContext>,
+    ) -> Self {
+        GenericPlan {
+            key,
+            physical,
+            params,
+            task_ctx,
+            busy: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs the plan with `values` for its parameters. The plan stays claimed until the
+    /// returned stream is dropped.
+    pub(crate) fn execute(&self, values: &ParamValues) -> DFResult<SendableRecordBatchStream> {
+        let release = Release(self.busy.clone());
+        self.params.set(values)?;
+        let plan = reset_plan_states(self.physical.clone())?;
+        let stream = execute_stream(plan, self.task_ctx.clone())?;
+        let schema = stream.schema();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map(move |batch| {
+                let _claimed = &release;
+                batch
+            }),
+        )))
+    }
+}
+
+/// Gives a generic plan back when its execution ends (or fails to start).
+struct Release(Arc<AtomicBool>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The values bound for the current execution of a generic plan.
+#[derive(Debug, Default)]
+pub(crate) struct ParamSlot {
+    values: RwLock<Vec<Option<ScalarValue>>>,
+    types: RwLock<Vec<Option<DataType>>>,
+}
+
+impl ParamSlot {
+    fn declare(&self, index: usize, data_type: &DataType) {
+        let mut types = self.types.write().expect("param lock");
+        if types.len() <= index {
+            types.resize(index + 1, None);
+        }
+        types[index] = Some(data_type.clone());
+    }
+
+    fn set(&self, values: &ParamValues) -> DFResult<()> {
+        let ParamValues::List(list) = values else {
+            return Err(DataFusionError::Internal(
+                "named parameters in a generic plan".into(),
+            ));
+        };
+        let types = self.types.read().expect("param lock");
+        let mut bound = Vec::with_capacity(types.len());
+        for (index, data_type) in types.iter().enumerate() {
+            let Some(data_type) = data_type else {
+                bound.push(None);
+                continue;
+            };
+            let value = list.get(index).ok_or_else(|| {
+                DataFusionError::Plan(format!("no value for placeholder ${}", index + 1))
+            })?;
+            let value = &value.value;
+            bound.push(Some(if value.data_type() == *data_type {
+                value.clone()
+            } else {
+                value.cast_to(data_type)?
+            }));
+        }
+        *self.values.write().expect("param lock") = bound;
+        Ok(())
+    }
+
+    fn get(&self, index: usize) -> DFResult<ScalarValue> {
+        self.values
+            .read()
+            .expect("param lock")
+            .get(index)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| DataFusionError::Internal(format!("parameter ${} unbound", index + 1)))
+    }
+}
+
+/// `$n` in a generic plan: the value bound for the current execution.
+#[derive(Debug)]
+struct ParamRef {
+    name: String,
+    index: usize,
+    data_type: DataType,
+    slot: Arc<ParamSlot>,
+    signature: Signature,
+}
+
+impl ParamRef {
+    fn try_new(placeholder: &Placeholder, slot: Arc<ParamSlot>) -> DFResult<Self> {
+        let index = placeholder
+            .id
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| DataFusionError::Plan(format!("placeholder {}", placeholder.id)))?
+            - 1;
+        let data_type = placeholder
+            .field
+            .as_ref()
+            .map(|f| f.data_type().clone())
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("placeholder {} has no type", placeholder.id))
+            })?;
+        slot.declare(index, &data_type);
+        Ok(ParamRef {
+            name: format!("martdb_param_{}", index + 1),
+            index,
+            data_type,
+            slot,
+            // Volatile: never folded into a constant while planning.
+            signature: Signature::nullary(Volatility::Volatile),
+        })
+    }
+}
+
+impl PartialEq for ParamRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && Arc::ptr_eq(&self.slot, &other.slot)
+    }
+}
+
+impl Eq for ParamRef {}
+
+impl Hash for ParamRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+        Arc::as_ptr(&self.slot).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ParamRef {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
+        Ok(self.data_type.clone())
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.slot.get(self.index)?))
+    }
+}

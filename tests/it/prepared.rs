@@ -1,0 +1,189 @@
+//! Prepared queries through the library: generic plans over tables served from memory,
+//! and everything that must make them plan again.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::TryStreamExt;
+use martdb::session::PreparedQuery;
+use martdb::{Engine, EngineOptions, Session};
+
+async fn open(dir: &tempfile::TempDir, table_cache: Option<usize>) -> Engine {
+    let options = EngineOptions {
+        table_cache,
+        ..Default::default()
+    };
+    let engine = Engine::open_with(dir.path().to_str().unwrap(), options)
+        .await
+        .unwrap();
+    engine
+        .sql(
+            "CREATE TABLE accounts AS SELECT value AS id, concat('acct_', value) AS name \
+             FROM generate_series(1, 1000)",
+        )
+        .await
+        .unwrap();
+    engine
+}
+
+async fn run(session: &Session, query: &PreparedQuery, id: i64) -> martdb::Result<Vec<String>> {
+    let params = ParamValues::List(vec![ScalarValue::Int64(Some(id)).into()]);
+    let batches: Vec<RecordBatch> = session
+        .execute_prepared(query, &params)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(crate::rows(&batches)
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect())
+}
+
+const LOOKUP: &str = "SELECT name FROM accounts WHERE id = $1";
+
+#[tokio::test]
+async fn a_generic_plan_answers_each_execution_with_its_own_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    let session = engine.session();
+    let lookup = session.prepare(LOOKUP).await.unwrap();
+    assert!(!lookup.has_generic_plan());
+    for id in [5, 999, 1, 1000, 5] {
+        assert_eq!(
+            run(&session, &lookup, id).await.unwrap(),
+            [format!("acct_{id}")]
+        );
+        assert!(
+            lookup.has_generic_plan(),
+            "accounts is small: served from memory"
+        );
+    }
+    assert!(run(&session, &lookup, 1001).await.unwrap().is_empty());
+
+    // Two parameters and a join (its build side is rebuilt for each execution).
+    let pair = session
+        .prepare(
+            "SELECT a.name, b.name FROM accounts a JOIN accounts b ON b.id = a.id + 1 \
+             WHERE a.id = $1 AND b.name <> $2",
+        )
+        .await
+        .unwrap();
+    for id in [7_i64, 8] {
+        let params = ParamValues::List(vec![
+            ScalarValue::Int64(Some(id)).into(),
+            ScalarValue::Utf8(Some("acct_0".into())).into(),
+        ]);
+        let batches: Vec<RecordBatch> = session
+            .execute_prepared(&pair, &params)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::rows(&batches),
+            [[format!("acct_{id}"), format!("acct_{}", id + 1)]]
+        );
+    }
+    assert!(pair.has_generic_plan());
+}
+
+#[tokio::test]
+async fn commits_replace_and_drop_are_seen_by_the_next_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    let session = engine.session();
+    let lookup = session.prepare(LOOKUP).await.unwrap();
+    assert!(run(&session, &lookup, 1001).await.unwrap().is_empty());
+    assert!(lookup.has_generic_plan());
+
+    // A commit from another session.
+    engine
+        .session()
+        .sql("INSERT INTO accounts VALUES (1001, 'late')")
+        .await
+        .unwrap();
+    assert_eq!(run(&session, &lookup, 1001).await.unwrap(), ["late"]);
+
+    engine
+        .sql("CREATE OR REPLACE TABLE accounts AS SELECT 1001 AS id, 'replaced' AS name")
+        .await
+        .unwrap();
+    assert_eq!(run(&session, &lookup, 1001).await.unwrap(), ["replaced"]);
+    assert!(run(&session, &lookup, 5).await.unwrap().is_empty());
+
+    engine.sql("DROP TABLE accounts").await.unwrap();
+    let err = run(&session, &lookup, 1001).await.unwrap_err();
+    assert!(err.to_string().contains("dropped"), "{err}");
+}
+
+#[tokio::test]
+async fn plans_that_must_not_be_frozen_are_planned_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    let session = engine.session();
+    // now() is stable, not immutable: a kept plan would freeze the time.
+    let timed = session
+        .prepare("SELECT count(*) FROM accounts WHERE id <= $1 AND now() > TIMESTAMP '2000-01-01'")
+        .await
+        .unwrap();
+    for id in [10, 20] {
+        assert_eq!(run(&session, &timed, id).await.unwrap(), [id.to_string()]);
+    }
+    assert!(!timed.has_generic_plan());
+
+    // Without the table cache, scans read files: filters on parameters must reach them.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, Some(0)).await;
+    let session = engine.session();
+    let lookup = session.prepare(LOOKUP).await.unwrap();
+    for id in [3, 4] {
+        assert_eq!(
+            run(&session, &lookup, id).await.unwrap(),
+            [format!("acct_{id}")]
+        );
+    }
+    assert!(!lookup.has_generic_plan());
+}
+
+#[tokio::test]
+async fn a_table_over_a_quarter_of_the_cache_is_read_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 4 KiB cache admits files of at most 1 KiB: accounts is larger.
+    let engine = open(&dir, Some(4 << 10)).await;
+    let session = engine.session();
+    let lookup = session.prepare(LOOKUP).await.unwrap();
+    assert_eq!(run(&session, &lookup, 42).await.unwrap(), ["acct_42"]);
+    assert!(!lookup.has_generic_plan());
+}
+
+#[tokio::test]
+async fn a_parameter_of_another_type_is_cast_or_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    let session = engine.session();
+    let lookup = session.prepare(LOOKUP).await.unwrap();
+    assert_eq!(run(&session, &lookup, 9).await.unwrap(), ["acct_9"]);
+    assert!(lookup.has_generic_plan());
+    let int32 = ParamValues::List(vec![ScalarValue::Int32(Some(10)).into()]);
+    let batches: Vec<RecordBatch> = session
+        .execute_prepared(&lookup, &int32)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(crate::rows(&batches), [["acct_10"]]);
+    let text = ParamValues::List(vec![ScalarValue::Utf8(Some("ten".into())).into()]);
+    let failed = match session.execute_prepared(&lookup, &text).await {
+        Err(e) => e.to_string(),
+        Ok(stream) => stream
+            .try_collect::<Vec<RecordBatch>>()
+            .await
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(failed.contains("ten"), "{failed}");
+    // The failure released the plan for the next execution.
+    assert_eq!(run(&session, &lookup, 11).await.unwrap(), ["acct_11"]);
+    assert!(lookup.has_generic_plan());
+}
