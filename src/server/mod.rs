@@ -15,6 +15,7 @@
 mod auth;
 pub mod config;
 mod copy;
+mod socket;
 mod wire;
 
 use std::collections::HashMap;
@@ -120,7 +121,7 @@ pub async fn serve_listener(
                     let tls = tls.clone();
                     connections.spawn(async move {
                         let handlers = connection.handlers();
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        if let Err(e) = socket::serve(socket, tls, handlers).await {
                             tracing::info!("connection from {peer} ended: {e}");
                         }
                         connection.closed();

@@ -405,7 +405,6 @@ impl Connection {
             }
             _ => {}
         }
-        let tag = first_word(statement);
         let result = match bound {
             None => session.execute(statement.clone()).await,
             Some((query, params)) => session.execute_prepared(query, &params).await,
@@ -441,7 +440,7 @@ impl Connection {
             // PostgreSQL answers CREATE TABLE ... AS with SELECT n.
             Kind::CreateTableAs => Response::Execution(Tag::new("SELECT").with_rows(count)),
             Kind::Command(tag) => Response::Execution(Tag::new(&tag)),
-            _ => Response::Execution(Tag::new(&tag)),
+            _ => Response::Execution(Tag::new(&first_word(statement))),
         })
     }
 

@@ -59,6 +59,9 @@ use cursor::Cursor;
 use interrupt::Interrupt;
 use prepared::{GenericPlan, PlanKey};
 
+/// Generic plans reading at most this many rows run in one partition.
+const SINGLE_PARTITION_ROWS: usize = 256 * 1024;
+
 /// The PostgreSQL version martdb reports to clients (`server_version`, `version()`):
 /// drivers and BI tools choose their catalog queries by it.
 pub const SERVER_VERSION: &str = "15.0";
@@ -337,12 +340,23 @@ impl Session {
             return Ok(None);
         };
         let ctx = self.engine.context();
+        let mut state = ctx.state();
         // A plan that fails here fails again, with its real error, when planned afresh.
-        let Ok(physical) = ctx.state().create_physical_plan(&logical).await else {
+        let Ok(mut physical) = state.create_physical_plan(&logical).await else {
             return Ok(None);
         };
-        if !prepared::reads_only_memory(&physical) {
+        let Some(rows) = prepared::rows_in_memory(&physical) else {
             return Ok(None);
+        };
+        if rows <= SINGLE_PARTITION_ROWS && state.config().target_partitions() > 1 {
+            // Over a few rows, parallel partitions cost more (tasks, channels, a merge)
+            // than they save, and a kept plan pays that on every execution.
+            state.config_mut().options_mut().execution.target_partitions = 1;
+            if let Ok(single) = state.create_physical_plan(&logical).await
+                && prepared::rows_in_memory(&single).is_some()
+            {
+                physical = single;
+            }
         }
         Ok(Some(GenericPlan::new(
             key,

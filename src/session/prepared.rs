@@ -211,17 +211,29 @@ fn is_cacheable_query(plan: &LogicalPlan) -> bool {
     ok
 }
 
-/// Whether every leaf of `plan` reads batches already in memory (or no table).
-pub(crate) fn reads_only_memory(plan: &Arc<dyn ExecutionPlan>) -> bool {
+/// The rows `plan` reads when every leaf reads batches already in memory (or no
+/// table); `None` when some leaf reads files.
+pub(crate) fn rows_in_memory(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     let children = plan.children();
     if children.is_empty() {
-        return plan.is::<PlaceholderRowExec>()
-            || plan.is::<EmptyExec>()
-            || plan
-                .downcast_ref::<DataSourceExec>()
-                .is_some_and(|exec| exec.data_source().is::<MemorySourceConfig>());
+        if plan.is::<PlaceholderRowExec>() || plan.is::<EmptyExec>() {
+            return Some(0);
+        }
+        let exec = plan.downcast_ref::<DataSourceExec>()?;
+        let source = exec.data_source().downcast_ref::<MemorySourceConfig>()?;
+        return Some(
+            source
+                .partitions()
+                .iter()
+                .flatten()
+                .map(|b| b.num_rows())
+                .sum(),
+        );
     }
-    children.into_iter().all(reads_only_memory)
+    children
+        .into_iter()
+        .map(rows_in_memory)
+        .try_fold(0, |sum, rows| Some(sum + rows?))
 }
 
 impl GenericPlan {

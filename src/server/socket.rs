@@ -1,0 +1,217 @@
+//! The per-connection message loop, owned here so that replies leave in one write per
+//! round trip.
+//!
+//! pgwire flushes the socket after each reply (ParseComplete, BindComplete,
+//! RowDescription, CommandComplete...). A prepared query (Bind, Describe, Execute, Sync)
+//! would then cost four `send` calls and wake the client four times; PostgreSQL sends the
+//! whole answer when the client asks for it with Sync or Flush. [`Batched`] holds replies
+//! to Parse, Bind, Describe, Execute and Close the same way.
+//!
+//! Invariants:
+//! - output is held only while a Parse/Bind/Describe/Execute/Close is processed; every
+//!   other message (Sync, Flush, a simple query, COPY data, startup and authentication)
+//!   and every error flush what is held, in order;
+//! - little more than [`HELD_BYTES`] is ever held: a large result streams to the socket
+//!   as it is produced, as before.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+/// How long a client may take to finish startup and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Output held beyond this is written even while holding.
+const HELD_BYTES: usize = 64 * 1024;
+
+/// Serves one client connection until it ends.
+pub(super) async fn serve<H>(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    handlers: H,
+) -> io::Result<()>
+where
+    H: PgWireServerHandlers,
+{
+    let startup = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(startup);
+    let negotiated = tokio::select! {
+        _ = &mut startup => return Ok(()),
+        negotiated = negotiate_tls(tcp, tls) => negotiated?,
+    };
+    // None: the client opened with TLS while none is configured.
+    let Some(framed) = negotiated else {
+        return Ok(());
+    };
+    let old = framed.into_parts();
+    let mut parts = FramedParts::new(Batched::new(old.io), old.codec);
+    parts.read_buf = old.read_buf;
+    parts.write_buf = old.write_buf;
+    let mut socket = Framed::from_parts(parts);
+
+    let startup_handler = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    loop {
+        let starting = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let message = if starting {
+            tokio::select! {
+                _ = &mut startup => None,
+                message = socket.next() => message,
+            }
+        } else {
+            socket.next().await
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        let extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        socket.get_mut().hold = matches!(
+            message,
+            PgWireFrontendMessage::Parse(_)
+                | PgWireFrontendMessage::Bind(_)
+                | PgWireFrontendMessage::Describe(_)
+                | PgWireFrontendMessage::Execute(_)
+                | PgWireFrontendMessage::Close(_)
+        );
+        let result = process_message(
+            message,
+            &mut socket,
+            startup_handler.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(error) = result {
+            socket.get_mut().hold = false;
+            process_error(&mut socket, error, extended_query).await?;
+        }
+    }
+    socket.get_mut().hold = false;
+    socket.flush().await
+}
+
+/// A socket whose flushes wait while `hold` is set (see the module docs).
+struct Batched<IO> {
+    io: IO,
+    held: Vec<u8>,
+    hold: bool,
+}
+
+impl<IO: AsyncWrite + Unpin> Batched<IO> {
+    fn new(io: IO) -> Self {
+        Batched {
+            io,
+            held: Vec::new(),
+            hold: false,
+        }
+    }
+
+    /// Writes out everything held.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let written = ready!(Pin::new(&mut self.io).poll_write(cx, &self.held))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..written);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Batched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Batched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.held.len() >= HELD_BYTES {
+            ready!(self.poll_drain(cx))?;
+        }
+        self.held.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.hold && self.held.len() < HELD_BYTES {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn holds_until_released_and_never_beyond_the_limit() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let mut batched = Batched::new(server);
+        let mut client = client;
+        batched.hold = true;
+        batched.write_all(b"BindComplete").await.unwrap();
+        batched.flush().await.unwrap();
+        let mut buf = [0u8; 64];
+        let nothing = tokio::time::timeout(Duration::from_millis(50), client.read(&mut buf)).await;
+        assert!(nothing.is_err(), "held output reached the client");
+
+        batched.hold = false;
+        batched.write_all(b"+ReadyForQuery").await.unwrap();
+        batched.flush().await.unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"BindComplete+ReadyForQuery");
+
+        batched.hold = true;
+        let big = vec![7u8; HELD_BYTES * 2];
+        batched.write_all(&big).await.unwrap();
+        batched.flush().await.unwrap();
+        assert!(
+            batched.held.len() < HELD_BYTES,
+            "held {}",
+            batched.held.len()
+        );
+    }
+}
