@@ -39,7 +39,8 @@ pub struct EngineOptions {
     /// with SQLSTATE 53200. Default: half of the machine's RAM.
     pub memory_limit: Option<usize>,
     /// Bytes of decoded small tables kept in memory between queries (a table is cached
-    /// when its files take at most a quarter of this; 0 turns the cache off). Default: an
+    /// when its files take at most a sixteenth of this and its decoded batches at most a
+    /// quarter; 0 turns the cache off). Default: an
     /// eighth of the memory limit, at most 2 GiB.
     pub table_cache: Option<usize>,
     /// Partitions a query is split into. Default: the number of cores.

@@ -10,8 +10,10 @@
 //!   version misses, so a commit is visible to the very next query (the stale entry is
 //!   replaced when that table is next loaded, or evicted);
 //! - the decoded bytes of all entries stay within the budget: adding an entry evicts the
-//!   least recently used others, and a table whose files exceed a quarter of the budget
-//!   is never loaded;
+//!   least recently used others; a table whose files exceed a sixteenth of the budget is
+//!   never loaded (Parquet decodes to a few times its size, and a first query should not
+//!   read columns it does not need from a large table), nor is one whose decoded batches
+//!   exceed a quarter;
 //! - the cache changes how a scan reads, never what it returns;
 //! - the data generation grows after every commit and every change of the catalog, so a
 //!   plan that captured cached batches can tell it is stale.
@@ -82,7 +84,7 @@ impl TableCache {
 
     /// Whether a table with `file_bytes` of Parquet is worth loading.
     pub(crate) fn admits(&self, file_bytes: u64) -> bool {
-        self.budget > 0 && file_bytes <= (self.budget / 4) as u64
+        self.budget > 0 && file_bytes <= (self.budget / 16) as u64
     }
 
     /// Keeps `batches` as `table` at `version`, evicting least recently used entries to
@@ -171,10 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_exceeds_a_quarter_of_the_budget() {
-        let cache = TableCache::new(1000);
-        assert!(!cache.admits(251));
-        assert!(cache.admits(250));
+    fn refuses_large_files_and_large_batches() {
+        let cache = TableCache::new(1600);
+        assert!(!cache.admits(101));
+        assert!(cache.admits(100));
         assert!(!cache.insert(cache.register(), 0, batch(10_000)));
         assert_eq!(cache.used_bytes(), 0);
         assert!(!TableCache::new(0).admits(0));

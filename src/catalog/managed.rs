@@ -11,6 +11,7 @@
 //!   (pushdown is never reported exact).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -43,7 +44,9 @@ pub struct ManagedTable {
     cache: Option<(Arc<TableCache>, TableId)>,
     /// Set by DROP: plans made before the drop still hold this object and must not
     /// read it (its cached batches are gone, its files about to be).
-    dropped: std::sync::atomic::AtomicBool,
+    dropped: AtomicBool,
+    /// The version found too large for the cache once decoded (-2: none).
+    too_big: AtomicI64,
     /// One loader per table: concurrent first scans wait for one load, not N.
     load_lock: tokio::sync::Mutex<()>,
 }
@@ -100,14 +103,14 @@ impl ManagedTable {
             write_lock: tokio::sync::Mutex::new(()),
             cache: None,
             dropped: Default::default(),
+            too_big: AtomicI64::new(-2),
             load_lock: tokio::sync::Mutex::new(()),
         })
     }
 
     /// Marks the table dropped: later scans fail instead of reading it.
     pub(crate) fn mark_dropped(&self) {
-        self.dropped
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.dropped.store(true, Ordering::Release);
         if let Some((cache, id)) = &self.cache {
             cache.forget(*id);
         }
@@ -219,7 +222,7 @@ impl ManagedTable {
         if let Some(batches) = cache.get(*id, version) {
             return Ok(Some(batches));
         }
-        if !cache.admits(bytes) {
+        if !cache.admits(bytes) || self.too_big.load(Ordering::Acquire) == version {
             return Ok(None);
         }
         let _loading = self.load_lock.lock().await;
@@ -232,10 +235,13 @@ impl ManagedTable {
             return Ok(None);
         }
         let batches: Arc<[RecordBatch]> = collect(plan, state.task_ctx()).await?.into();
-        tracing::debug!(table = %self.name, version, rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(), "cached");
-        Ok(cache
-            .insert(*id, version, batches.clone())
-            .then_some(batches))
+        if cache.insert(*id, version, batches.clone()) {
+            tracing::debug!(table = %self.name, version, "cached");
+            return Ok(Some(batches));
+        }
+        // Decoded, it is larger than the cache takes: do not read it whole again.
+        self.too_big.store(version, Ordering::Release);
+        Ok(None)
     }
 }
 
@@ -430,7 +436,7 @@ impl TableProvider for ManagedTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let context = |e| DataFusionError::Context(format!("table '{}'", self.name), Box::new(e));
-        if self.dropped.load(std::sync::atomic::Ordering::Acquire) {
+        if self.dropped.load(Ordering::Acquire) {
             return Err(DataFusionError::Plan(format!(
                 "table '{}' was dropped after this statement was prepared",
                 self.name

@@ -146,13 +146,34 @@ async fn plans_that_must_not_be_frozen_are_planned_each_time() {
 }
 
 #[tokio::test]
-async fn a_table_over_a_quarter_of_the_cache_is_read_from_its_files() {
+async fn a_table_too_large_for_the_cache_is_read_from_its_files() {
     let dir = tempfile::tempdir().unwrap();
-    // A 4 KiB cache admits files of at most 1 KiB: accounts is larger.
-    let engine = open(&dir, Some(4 << 10)).await;
+    // A 16 KiB cache admits files of at most 1 KiB: accounts is larger.
+    let engine = open(&dir, Some(16 << 10)).await;
     let session = engine.session();
     let lookup = session.prepare(LOOKUP).await.unwrap();
     assert_eq!(run(&session, &lookup, 42).await.unwrap(), ["acct_42"]);
+    assert!(!lookup.has_generic_plan());
+
+    // Small files that decode to more than a quarter of the cache: tried once, then read
+    // from the files at that version.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, Some(1 << 20)).await;
+    engine
+        .sql(
+            "CREATE TABLE padded AS SELECT value AS id, concat(repeat('x', 996), value) AS pad \
+             FROM generate_series(1000, 1999)",
+        )
+        .await
+        .unwrap();
+    let session = engine.session();
+    let lookup = session
+        .prepare("SELECT length(pad) FROM padded WHERE id = $1")
+        .await
+        .unwrap();
+    for id in [1000, 1001, 1999] {
+        assert_eq!(run(&session, &lookup, id).await.unwrap(), ["1000"]);
+    }
     assert!(!lookup.has_generic_plan());
 }
 
