@@ -8,9 +8,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
+};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, Ident};
@@ -18,6 +20,7 @@ use futures::StreamExt;
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
+use super::text::float_text;
 use crate::{Error, Result};
 
 /// How rows are written or read.
@@ -224,6 +227,10 @@ fn format_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<Bytes>> 
                     .expect("boolean column")
                     .value(row);
                 value.push(if b { 't' } else { 'f' });
+            } else if let Some(v) = column.as_primitive_opt::<Float64Type>() {
+                value.push_str(&float_text(v.value(row), 15));
+            } else if let Some(v) = column.as_primitive_opt::<Float32Type>() {
+                value.push_str(&float_text(v.value(row), 6));
             } else {
                 use std::fmt::Write;
                 write!(value, "{}", formatters[i].value(row)).expect("write to string");

@@ -16,6 +16,7 @@ mod auth;
 pub mod config;
 mod copy;
 mod socket;
+mod text;
 mod wire;
 
 use std::collections::HashMap;

@@ -37,6 +37,7 @@ use pgwire::messages::data::DataRow;
 use super::Shared;
 use super::auth::{Role, Startup};
 use super::copy::{CopyFormat, copy_out, parse_copy_in};
+use super::text;
 use crate::session::PreparedQuery;
 use crate::{Error, Session};
 
@@ -304,7 +305,7 @@ fn data_rows(
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
                 Ok(batch) => {
                     audit.add_rows(batch.num_rows());
-                    encode_recordbatch(fields.clone(), batch)
+                    encode_recordbatch(fields.clone(), text::postgres_text(batch, &fields))
                 }
                 Err(e) => {
                     let e = Error::from(e);

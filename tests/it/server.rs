@@ -271,6 +271,19 @@ async fn psql_runs_queries() {
     let (ok, out, err) = run("SELECT count(*), sum(user_id) FROM seg").await.unwrap();
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "10|55");
+    // Floats in text as PostgreSQL prints them, also through COPY.
+    let (ok, out, err) = run(
+        "SELECT CAST(37 AS DOUBLE), CAST(0.1 AS DOUBLE) + CAST(0.2 AS DOUBLE), CAST(1e20 AS DOUBLE), CAST(1e6 AS REAL), CAST('NaN' AS DOUBLE)",
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "37|0.30000000000000004|1e+20|1e+06|NaN");
+    let (ok, out, err) = run("COPY (SELECT CAST(user_id AS DOUBLE) / 4 FROM seg WHERE user_id IN (4, 5) ORDER BY 1) TO STDOUT")
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "1\n1.25");
     let (ok, _, err) = run("SELECT * FROM nope").await.unwrap();
     assert!(!ok);
     assert!(err.contains("nope"), "{err}");
