@@ -195,7 +195,10 @@ impl Engine {
         {
             return Ok(statements
                 .into_iter()
-                .map(|s| Statement::Statement(Box::new(s)))
+                .map(|mut s| {
+                    crate::rewrite::rewrite(&mut s);
+                    Statement::Statement(Box::new(s))
+                })
                 .collect());
         }
         Ok(
@@ -203,7 +206,9 @@ impl Engine {
                 .into_iter()
                 .map(|statement| match statement {
                     Statement::Statement(s) => {
-                        Statement::Statement(Box::new(self.compat.rewrite(*s)))
+                        let mut s = self.compat.rewrite(*s);
+                        crate::rewrite::rewrite(&mut s);
+                        Statement::Statement(Box::new(s))
                     }
                     other => other,
                 })

@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod demo;
 mod engine;
 mod error;
+mod rewrite;
 pub mod server;
 pub mod session;
 pub mod storage;

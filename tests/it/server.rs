@@ -627,9 +627,6 @@ async fn tls_with_sslmode_require() {
 /// (listed in issue 3). The test fails if one of them starts passing, so this list only
 /// ever shrinks.
 const KNOWN_GAPS: &[&str] = &[
-    // `LIKE ... ESCAPE '/'`: DataFusion only takes backslash as the escape character.
-    "sqlalchemy[psycopg] get_schema_names has public",
-    "sqlalchemy[psycopg2] get_schema_names has public",
     // json_build_object() in the column reflection query.
     "sqlalchemy[psycopg] get_columns(shop_orders): names, order, types",
     "sqlalchemy[psycopg2] get_columns(shop_orders): names, order, types",

@@ -1,6 +1,7 @@
 //! Functions about martdb itself and the session.
 
 pub mod current_setting;
+pub(crate) mod like_escape;
 mod martdb_version;
 mod pg_get_serial_sequence;
 mod to_regtype;
@@ -8,6 +9,7 @@ mod version;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use like_escape::LikeEscape;
 pub use martdb_version::MartdbVersion;
 pub use pg_get_serial_sequence::PgGetSerialSequence;
 pub use to_regtype::ToRegtype;
@@ -21,5 +23,6 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(Version::new()),
         ScalarUDF::new_from_impl(ToRegtype::new()),
         ScalarUDF::new_from_impl(PgGetSerialSequence::new()),
+        ScalarUDF::new_from_impl(LikeEscape::new()),
     ]
 }
