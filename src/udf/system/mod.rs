@@ -1,16 +1,20 @@
 //! Functions about martdb itself and the session.
 
 pub mod current_setting;
+mod json_build_object;
 pub(crate) mod like_escape;
 mod martdb_version;
+mod pg_collation_is_visible;
 mod pg_get_serial_sequence;
 mod to_regtype;
 mod version;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use json_build_object::JsonBuildObject;
 pub use like_escape::LikeEscape;
 pub use martdb_version::MartdbVersion;
+pub use pg_collation_is_visible::PgCollationIsVisible;
 pub use pg_get_serial_sequence::PgGetSerialSequence;
 pub use to_regtype::ToRegtype;
 pub use version::Version;
@@ -24,5 +28,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(ToRegtype::new()),
         ScalarUDF::new_from_impl(PgGetSerialSequence::new()),
         ScalarUDF::new_from_impl(LikeEscape::new()),
+        ScalarUDF::new_from_impl(JsonBuildObject::new()),
+        ScalarUDF::new_from_impl(PgCollationIsVisible::new()),
     ]
 }
