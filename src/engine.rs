@@ -16,7 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{CopyTarget, Statement as Sql};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role as PgRole};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
@@ -74,6 +74,36 @@ pub struct Engine {
     /// PostgreSQL client SQL -> SQL DataFusion plans (psql's `\d` queries, `::regclass`,
     /// `= ANY(array)`, ...).
     compat: Arc<PostgresCompatibilityParser>,
+    roles: LoginRoles,
+}
+
+/// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
+/// superuser), shared by every session.
+#[derive(Debug, Clone, Default)]
+struct LoginRoles(Arc<std::sync::RwLock<Vec<(String, bool)>>>);
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for LoginRoles {
+    async fn roles(&self) -> Vec<String> {
+        let roles = self.0.read().expect("roles lock");
+        roles.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    async fn role(&self, name: &str) -> Option<PgRole> {
+        let roles = self.0.read().expect("roles lock");
+        let (name, superuser) = roles.iter().find(|(n, _)| n == name)?;
+        Some(PgRole {
+            name: name.clone(),
+            is_superuser: *superuser,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: vec![],
+        })
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -135,7 +165,8 @@ impl Engine {
         );
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+        let roles = LoginRoles::default();
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, roles.clone())
             .map_err(|e| Error::Sql(*e))?;
         catalog.restore(&ctx).await?;
         Ok(Engine {
@@ -143,7 +174,13 @@ impl Engine {
             catalog,
             storage,
             compat: Arc::new(PostgresCompatibilityParser::new()),
+            roles,
         })
+    }
+
+    /// The login roles `pg_roles` lists: (name, superuser). The server sets its users.
+    pub fn set_login_roles(&self, roles: Vec<(String, bool)>) {
+        *self.roles.0.write().expect("roles lock") = roles;
     }
 
     /// Opens a [`Session`]: its own settings, cursors and cancel handle over this
@@ -159,6 +196,7 @@ impl Engine {
             catalog: self.catalog.clone(),
             storage: self.storage.clone(),
             compat: self.compat.clone(),
+            roles: self.roles.clone(),
         }
     }
 

@@ -125,6 +125,14 @@ impl Users {
         self.0.is_empty()
     }
 
+    /// Configured user names with their roles, sorted by name.
+    pub fn list(&self) -> Vec<(String, Role)> {
+        let mut users: Vec<(String, Role)> =
+            self.0.values().map(|u| (u.name.clone(), u.role)).collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        users
+    }
+
     /// The role of `name`: its configured one, or admin for users only `trust` knows.
     pub fn role(&self, name: &str) -> Role {
         self.0.get(name).map(|u| u.role).unwrap_or_default()

@@ -105,6 +105,15 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
+    engine.set_login_roles(
+        options
+            .authentication
+            .users()
+            .list()
+            .into_iter()
+            .map(|(name, role)| (name, role == Role::Admin))
+            .collect(),
+    );
     let shared = Arc::new(Shared {
         engine,
         options,

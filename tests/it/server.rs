@@ -564,6 +564,30 @@ async fn scram_authentication_and_read_only_role() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2, "the read-only user changed nothing");
+    // pg_roles (psql's \du) lists the configured users; only admins are superusers.
+    let roles: Vec<(String, bool, bool)> = viewer
+        .simple_query(
+            "SELECT rolname, rolsuper, rolcanlogin FROM pg_catalog.pg_roles ORDER BY rolname",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some((
+                row.get(0).unwrap().to_string(),
+                row.get(1) == Some("t"),
+                row.get(2) == Some("t"),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("admin".to_string(), true, true),
+            ("viewer".to_string(), false, true)
+        ]
+    );
     server.stop().await;
 }
 
