@@ -62,6 +62,25 @@ impl Drop for ManagedTable {
 struct Current {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
+    version: i64,
+    /// Bytes of the version's Parquet files (what the table cache admits by), summed once
+    /// per version rather than on every scan.
+    file_bytes: u64,
+}
+
+impl Current {
+    fn new(table: DeltaTable, provider: Arc<dyn TableProvider>) -> Self {
+        let version = table.version().map_or(-1, |v| v as i64);
+        let file_bytes = table.snapshot().map_or(u64::MAX, |s| {
+            s.log_data().iter().map(|f| f.size().max(0) as u64).sum()
+        });
+        Current {
+            table,
+            provider,
+            version,
+            file_bytes,
+        }
+    }
 }
 
 impl std::fmt::Debug for ManagedTable {
@@ -99,7 +118,7 @@ impl ManagedTable {
         Ok(ManagedTable {
             name: name.to_string(),
             url: url.clone(),
-            current: RwLock::new(Current { table, provider }),
+            current: RwLock::new(Current::new(table, provider)),
             write_lock: tokio::sync::Mutex::new(()),
             cache: None,
             dropped: Default::default(),
@@ -166,7 +185,7 @@ impl ManagedTable {
             .table_provider()
             .await
             .map_err(|e| delta_err(&self.name, e))?;
-        *self.current.write().expect("lock") = Current { table, provider };
+        *self.current.write().expect("lock") = Current::new(table, provider);
         if let Some((cache, _)) = &self.cache {
             cache.bump();
         }
@@ -180,12 +199,7 @@ impl ManagedTable {
 
     /// The committed Delta version readers currently see.
     pub fn version(&self) -> i64 {
-        self.current
-            .read()
-            .expect("lock")
-            .table
-            .version()
-            .map_or(-1, |v| v as i64)
+        self.current.read().expect("lock").version
     }
 
     /// URIs of the Parquet files of the current version (what another engine must read).
@@ -205,11 +219,11 @@ impl ManagedTable {
     /// The provider, version and Parquet bytes readers see now.
     fn snapshot(&self) -> (Arc<dyn TableProvider>, i64, u64) {
         let current = self.current.read().expect("lock");
-        let version = current.table.version().map_or(-1, |v| v as i64);
-        let bytes = current.table.snapshot().map_or(u64::MAX, |s| {
-            s.log_data().iter().map(|f| f.size().max(0) as u64).sum()
-        });
-        (current.provider.clone(), version, bytes)
+        (
+            current.provider.clone(),
+            current.version,
+            current.file_bytes,
+        )
     }
 
     /// The decoded batches of the current version, loading them if the table is small

@@ -329,24 +329,6 @@ async fn written_rows(stream: SendableRecordBatchStream) -> crate::Result<u64> {
         .sum())
 }
 
-/// `$n` placeholder types in order (`None` where the planner could not infer one).
-fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let mut out: Vec<Option<DataType>> = Vec::new();
-    for (name, data_type) in plan.get_parameter_types().map_err(df_error)? {
-        if let Some(i) = name
-            .strip_prefix('$')
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|i| *i > 0)
-        {
-            if out.len() < i {
-                out.resize(i, None);
-            }
-            out[i - 1] = data_type;
-        }
-    }
-    Ok(out)
-}
-
 impl Connection {
     /// Runs one statement; `bound` is its prepared plan and the parameter values. With
     /// `lazy`, rows stream to the client; otherwise they are collected first, so that the
@@ -651,14 +633,16 @@ impl ExtendedQueryHandler for Connection {
             statement,
             query: prepared,
         } = &portal.statement.statement;
-        let query =
-            matches!(statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)));
+        let query = crate::session::is_query(statement);
         let bound = if portal.parameter_len() == 0 && !query {
             // Session statements, writes and DDL run from the AST.
             None
         } else {
-            let types = parameter_types(prepared.plan())?;
-            let types: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+            let types: Vec<Option<&DataType>> = prepared
+                .parameter_types()
+                .iter()
+                .map(Option::as_ref)
+                .collect();
             Some((prepared.as_ref(), deserialize_parameters(portal, &types)?))
         };
         self.run(
@@ -727,12 +711,13 @@ impl QueryParser for Connection {
         let text = statement.to_string();
         Ok(Some(Prepared {
             statement,
-            query: Arc::new(PreparedQuery::new(plan, text)),
+            query: Arc::new(PreparedQuery::new(plan, text).map_err(df_error)?),
         }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        parameter_types(stmt.query.plan())?
+        stmt.query
+            .parameter_types()
             .iter()
             .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
             .collect()

@@ -59,6 +59,11 @@ use cursor::Cursor;
 use interrupt::Interrupt;
 use prepared::{GenericPlan, PlanKey};
 
+/// Whether `statement` is a plain query (`SELECT`, `VALUES`, `WITH ... SELECT`).
+pub(crate) fn is_query(statement: &Statement) -> bool {
+    matches!(statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)))
+}
+
 /// Generic plans reading at most this many rows run in one partition.
 const SINGLE_PARTITION_ROWS: usize = 256 * 1024;
 
@@ -236,7 +241,7 @@ impl Session {
     /// Runs one statement: session statements (SET, SHOW, RESET, cursors, transaction
     /// control) here, everything else through the engine, under timeout and cancel.
     pub async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
-        if !matches!(&statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_))) {
+        if !is_query(&statement) {
             self.plan_epoch.fetch_add(1, Ordering::AcqRel);
         }
         if let Statement::Statement(sql) = &statement
@@ -297,7 +302,7 @@ impl Session {
         let statement = statements.remove(0);
         let text = statement.to_string();
         let plan = self.plan(statement).await?;
-        Ok(PreparedQuery::new(plan, text))
+        Ok(PreparedQuery::new(plan, text)?)
     }
 
     /// Runs a prepared query with `params` bound to its `$n`: through its generic plan

@@ -53,6 +53,9 @@ pub(crate) struct PlanKey {
 pub struct PreparedQuery {
     text: String,
     plan: LogicalPlan,
+    /// The type of `$1`, `$2`... (`None` where the planner could not infer one), worked
+    /// out once rather than at every execution.
+    parameter_types: Vec<Option<DataType>>,
     generic: Mutex<Generic>,
 }
 
@@ -75,12 +78,27 @@ pub(crate) struct GenericPlan {
 
 impl PreparedQuery {
     /// Wraps the logical plan of the statement `text` (`$n` placeholders in it).
-    pub(crate) fn new(plan: LogicalPlan, text: String) -> Self {
-        PreparedQuery {
+    pub(crate) fn new(plan: LogicalPlan, text: String) -> DFResult<Self> {
+        let mut parameter_types: Vec<Option<DataType>> = Vec::new();
+        for (id, data_type) in plan.get_parameter_types()? {
+            if let Some(i) = placeholder_index(&id) {
+                if parameter_types.len() <= i {
+                    parameter_types.resize(i + 1, None);
+                }
+                parameter_types[i] = data_type;
+            }
+        }
+        Ok(PreparedQuery {
             text,
             plan,
+            parameter_types,
             generic: Mutex::new(Generic::Untried),
-        }
+        })
+    }
+
+    /// The type of each positional parameter, `$1` first.
+    pub fn parameter_types(&self) -> &[Option<DataType>] {
+        &self.parameter_types
     }
 
     /// The logical plan with its placeholders.
@@ -343,15 +361,15 @@ struct ParamRef {
     signature: Signature,
 }
 
+/// The 0-based position of placeholder `$n`; `None` for named ones (`$name`).
+fn placeholder_index(id: &str) -> Option<usize> {
+    id.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
+}
+
 impl ParamRef {
     fn try_new(placeholder: &Placeholder, slot: Arc<ParamSlot>) -> DFResult<Self> {
-        let index = placeholder
-            .id
-            .strip_prefix('$')
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| DataFusionError::Plan(format!("placeholder {}", placeholder.id)))?
-            - 1;
+        let index = placeholder_index(&placeholder.id)
+            .ok_or_else(|| DataFusionError::Plan(format!("placeholder {}", placeholder.id)))?;
         let data_type = placeholder
             .field
             .as_ref()

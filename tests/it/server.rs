@@ -59,6 +59,21 @@ impl Server {
     }
 }
 
+/// The rows of a simple-query reply as text (`None` for NULL).
+fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 fn tags(messages: &[SimpleQueryMessage]) -> Vec<u64> {
     messages
         .iter()
@@ -83,14 +98,10 @@ async fn simple_and_extended_queries_with_tokio_postgres() {
         vec![0, 2, 2],
         "CREATE TABLE, INSERT 0 2, SELECT 2"
     );
-    let first_row = messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some((
-            row.get(0).unwrap().to_string(),
-            row.get(1).unwrap().to_string(),
-        )),
-        _ => None,
-    });
-    assert_eq!(first_row, Some(("1".to_string(), "a".to_string())));
+    assert_eq!(
+        text_rows(&messages).first(),
+        Some(&vec![Some("1".to_string()), Some("a".to_string())])
+    );
 
     // Extended protocol: parameters, binary results, types.
     let rows = client
@@ -236,33 +247,14 @@ async fn errors_carry_sqlstates_and_the_connection_survives() {
 }
 
 /// Runs psql as an analyst would, returning (success, stdout, stderr).
-fn psql(port: u16, sql: &str) -> (bool, String, String) {
-    let output = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "analyst",
-            "-d",
-            "martdb",
-        ])
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql is installed (scripts/test.sh installs postgresql-client)");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_runs_queries() {
     let server = Server::start().await;
-    let port = server.addr.port();
-    let run = |sql: &'static str| tokio::task::spawn_blocking(move || psql(port, sql));
+    let info = conninfo(server.addr);
+    let run = |sql: &'static str| {
+        let info = info.clone();
+        tokio::task::spawn_blocking(move || psql_with(&info, &["-A", "-t", "-c", sql]))
+    };
     let (ok, _, err) =
         run("CREATE TABLE seg AS SELECT value AS user_id FROM generate_series(1, 10)")
             .await
@@ -388,13 +380,7 @@ async fn psql_describe_commands_and_copy() {
 
 async fn show(client: &tokio_postgres::Client, name: &str) -> String {
     let messages = client.simple_query(&format!("SHOW {name}")).await.unwrap();
-    messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_string()),
-            _ => None,
-        })
-        .unwrap()
+    text_rows(&messages)[0][0].clone().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,15 +412,9 @@ async fn sessions_keep_their_own_settings_and_cursors() {
     .await
     .unwrap();
     let first = a.simple_query("FETCH 300 FROM big").await.unwrap();
-    let rows: Vec<String> = first
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_string()),
-            _ => None,
-        })
-        .collect();
+    let rows = text_rows(&first);
     assert_eq!(rows.len(), 300);
-    assert_eq!(rows[0], "1");
+    assert_eq!(rows[0][0].as_deref(), Some("1"));
     let rest = a.simple_query("FETCH ALL FROM big").await.unwrap();
     assert_eq!(tags(&rest), vec![700]);
     a.batch_execute("CLOSE big; COMMIT").await.unwrap();
@@ -565,27 +545,18 @@ async fn scram_authentication_and_read_only_role() {
         .get(0);
     assert_eq!(n, 2, "the read-only user changed nothing");
     // pg_roles (psql's \du) lists the configured users; only admins are superusers.
-    let roles: Vec<(String, bool, bool)> = viewer
+    let roles = viewer
         .simple_query(
             "SELECT rolname, rolsuper, rolcanlogin FROM pg_catalog.pg_roles ORDER BY rolname",
         )
         .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some((
-                row.get(0).unwrap().to_string(),
-                row.get(1) == Some("t"),
-                row.get(2) == Some("t"),
-            )),
-            _ => None,
-        })
-        .collect();
+        .unwrap();
+    let t = |v: &str| Some(v.to_string());
     assert_eq!(
-        roles,
+        text_rows(&roles),
         [
-            ("admin".to_string(), true, true),
-            ("viewer".to_string(), false, true)
+            vec![t("admin"), t("t"), t("t")],
+            vec![t("viewer"), t("f"), t("t")]
         ]
     );
     server.stop().await;

@@ -9,8 +9,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, exec_err};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 use crate::session::Settings;
@@ -53,11 +53,7 @@ impl CurrentSetting {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "Returns the current value of a setting of the session, as SHOW does. With \
          missing_ok true, an unknown setting gives NULL instead of an error (42704).",
         "current_setting(name [, missing_ok])",

@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 /// `json_build_object(any, ...) -> text`.
@@ -39,11 +39,7 @@ impl JsonBuildObject {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "A JSON object (as text) from alternating keys and values, as PostgreSQL's \
          json_build_object: numbers and booleans as JSON numbers and booleans, NULL as null, \
          everything else as a string. Keys must not be NULL.",

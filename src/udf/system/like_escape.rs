@@ -10,8 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// `pattern` with escape character `escape` as the same pattern with backslash escapes;
@@ -72,11 +71,7 @@ impl LikeEscape {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "The LIKE pattern `pattern`, written with escape character `escape`, with backslash \
          escapes instead. `x LIKE p ESCAPE 'e'` runs as `x LIKE like_escape(p, 'e')`. NULL \
          when either argument is NULL.",

@@ -9,7 +9,14 @@ mod pg_get_serial_sequence;
 mod to_regtype;
 mod version;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{DocSection, ScalarUDF};
+
+/// Where these functions appear in the generated function reference.
+const SECTION: DocSection = DocSection {
+    include: true,
+    label: "System Functions",
+    description: None,
+};
 
 pub use json_build_object::JsonBuildObject;
 pub use like_escape::LikeEscape;

@@ -9,8 +9,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// `pg_collation_is_visible(oid) -> boolean`.
@@ -35,11 +34,7 @@ impl PgCollationIsVisible {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "PostgreSQL compatibility: whether the collation is visible in the search path. \
          martdb has only the default collation, so this is true for any OID and NULL for NULL.",
         "pg_collation_is_visible(oid)",

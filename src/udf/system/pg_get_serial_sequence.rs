@@ -8,8 +8,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// `pg_get_serial_sequence(text, text) -> text`, always NULL.
@@ -34,11 +33,7 @@ impl PgGetSerialSequence {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "PostgreSQL compatibility: the sequence of a serial column. martdb tables have \
          no sequences, so the answer is always NULL.",
         "pg_get_serial_sequence(table, column)",

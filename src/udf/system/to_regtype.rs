@@ -9,8 +9,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The built-in types martdb's columns map to, with PostgreSQL's OIDs and aliases.
@@ -68,11 +67,7 @@ impl ToRegtype {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "PostgreSQL compatibility: the OID of the named built-in type, or NULL when martdb \
          has no such type (instead of an error).",
         "to_regtype(name)",

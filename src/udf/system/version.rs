@@ -8,8 +8,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// `version() -> text`, e.g. `PostgreSQL 15.0 (martdb 0.1.0) on x86_64-linux, ...`.
@@ -45,11 +44,7 @@ impl Version {
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "System Functions",
-            description: None,
-        },
+        super::SECTION,
         "Returns the server version in PostgreSQL's format, naming the PostgreSQL \
          version martdb is compatible with and the martdb version.",
         "version()",
