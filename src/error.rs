@@ -99,10 +99,15 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) => "58030",
         DataFusionError::IoError(_) => "58030",
         DataFusionError::Execution(msg) => message_sqlstate(msg),
-        DataFusionError::External(e) => match e.downcast_ref::<SessionError>() {
-            Some(e) => e.sqlstate(),
-            None => "XX000",
-        },
+        DataFusionError::External(e) => {
+            if let Some(e) = e.downcast_ref::<SessionError>() {
+                e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::udf::bitmap::ArgumentError>() {
+                e.sqlstate()
+            } else {
+                "XX000"
+            }
+        }
         _ => "XX000",
     }
 }

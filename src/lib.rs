@@ -24,6 +24,7 @@
 //!
 //! What is created survives a restart: reopen the same directory and `visits` is there.
 
+pub mod bitmap;
 pub mod catalog;
 pub mod demo;
 mod engine;

@@ -4,20 +4,31 @@
 //! `SessionContext` (the engine's, or a distributed executor's), so the same functions
 //! exist wherever a plan runs.
 
+pub mod bitmap;
 pub mod system;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 /// Every martdb scalar function.
 pub fn scalar_functions() -> Vec<ScalarUDF> {
-    system::functions()
+    let mut all = system::functions();
+    all.extend(bitmap::functions());
+    all
+}
+
+/// Every martdb aggregate function.
+pub fn aggregate_functions() -> Vec<AggregateUDF> {
+    bitmap::aggregate_functions()
 }
 
 /// Registers every martdb function on `ctx`.
 pub fn register_all(ctx: &SessionContext) {
     for function in scalar_functions() {
         ctx.register_udf(function);
+    }
+    for function in aggregate_functions() {
+        ctx.register_udaf(function);
     }
 }
 
@@ -26,27 +37,34 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// (name, aliases, documented) of every function, scalar and aggregate.
+    fn every_function() -> Vec<(String, Vec<String>, bool)> {
+        let scalars = scalar_functions().into_iter().map(|f| {
+            let documented = f.documentation().is_some();
+            (f.name().to_string(), f.aliases().to_vec(), documented)
+        });
+        let aggregates = aggregate_functions().into_iter().map(|f| {
+            let documented = f.documentation().is_some();
+            (f.name().to_string(), f.aliases().to_vec(), documented)
+        });
+        scalars.chain(aggregates).collect()
+    }
+
     #[test]
     fn no_duplicate_names_or_aliases() {
         let mut seen = HashSet::new();
-        for f in scalar_functions() {
-            for name in std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)) {
-                assert!(
-                    seen.insert(name.to_string()),
-                    "duplicate function name {name}"
-                );
+        for (name, aliases, _) in every_function() {
+            for name in std::iter::once(name).chain(aliases) {
+                assert!(seen.insert(name.clone()), "duplicate function name {name}");
+                assert_eq!(name, name.to_lowercase(), "SQL lowercases names: {name}");
             }
         }
     }
 
     #[test]
     fn every_function_is_documented() {
-        for f in scalar_functions() {
-            assert!(
-                f.documentation().is_some(),
-                "{} has no documentation",
-                f.name()
-            );
+        for (name, _, documented) in every_function() {
+            assert!(documented, "{name} has no documentation");
         }
     }
 }
