@@ -145,6 +145,13 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     }
 }
 
+/// A function's own argument check, when DataFusion wrapped it in its generic "no
+/// function matches" text (which lists candidates martdb's functions do not have).
+fn own_coercion_message(msg: &str) -> Option<&str> {
+    let (_, inner) = msg.split_once("user-defined coercion failed with: Error during planning: ")?;
+    Some(inner.split_once(" No function matches").map_or(inner, |(own, _)| own).trim_end_matches('.'))
+}
+
 /// DataFusion's `Display` prefixes every context layer ("Error during planning: ...");
 /// users want the message of the root cause, with our own context kept.
 fn describe_datafusion(e: &DataFusionError) -> String {
@@ -153,8 +160,8 @@ fn describe_datafusion(e: &DataFusionError) -> String {
         DataFusionError::Shared(inner) => describe_datafusion(inner),
         DataFusionError::Diagnostic(_, inner) => describe_datafusion(inner),
         DataFusionError::SQL(err, _) => format!("syntax error: {err}"),
-        DataFusionError::Plan(msg)
-        | DataFusionError::Execution(msg)
+        DataFusionError::Plan(msg) => own_coercion_message(msg).unwrap_or(msg).to_string(),
+        DataFusionError::Execution(msg)
         | DataFusionError::NotImplemented(msg)
         | DataFusionError::ResourcesExhausted(msg)
         | DataFusionError::Configuration(msg)
