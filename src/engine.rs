@@ -21,7 +21,11 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::catalog::{CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, TableCache};
+use crate::bitmap::dictionary::IdDictionary;
+use crate::catalog::{
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, IdDictionaryTable, SYSTEM_SCHEMA,
+    TableCache,
+};
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::{Error, Result};
@@ -163,6 +167,17 @@ impl Engine {
             Arc::new(TableCache::new(table_cache)),
             &ctx,
         );
+        let dictionary = IdDictionary::new(storage.clone());
+        for function in crate::udf::bitmap::dictionary_functions(&dictionary) {
+            ctx.register_udf(function);
+        }
+        ctx.catalog(CATALOG_NAME)
+            .and_then(|c| c.schema(SYSTEM_SCHEMA))
+            .expect("the catalog registers the system schema")
+            .register_table(
+                "id_dictionary".into(),
+                Arc::new(IdDictionaryTable::new(dictionary)),
+            )?;
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
         let roles = LoginRoles::default();

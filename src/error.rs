@@ -148,8 +148,14 @@ fn plan_sqlstate(msg: &str) -> &'static str {
 /// A function's own argument check, when DataFusion wrapped it in its generic "no
 /// function matches" text (which lists candidates martdb's functions do not have).
 fn own_coercion_message(msg: &str) -> Option<&str> {
-    let (_, inner) = msg.split_once("user-defined coercion failed with: Error during planning: ")?;
-    Some(inner.split_once(" No function matches").map_or(inner, |(own, _)| own).trim_end_matches('.'))
+    let (_, inner) =
+        msg.split_once("user-defined coercion failed with: Error during planning: ")?;
+    Some(
+        inner
+            .split_once(" No function matches")
+            .map_or(inner, |(own, _)| own)
+            .trim_end_matches('.'),
+    )
 }
 
 /// DataFusion's `Display` prefixes every context layer ("Error during planning: ...");

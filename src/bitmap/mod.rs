@@ -26,6 +26,7 @@
 //! assert_eq!(Bitmap::from_bytes(&bytes).unwrap(), active);
 //! ```
 
+pub mod dictionary;
 pub mod expr;
 
 use croaring::{Bitmap as Bitmap32, Bitmap64, Portable};
@@ -417,7 +418,8 @@ impl Bitmap {
             // a 32-bit bitmap: one bucket with key 0 holding the narrow bitmap's bytes.
             Bitmap::Narrow(b) if b.is_empty() => Bitmap64::new(),
             Bitmap::Narrow(b) => {
-                let mut bytes = Vec::with_capacity(12 + b.get_serialized_size_in_bytes::<Portable>());
+                let mut bytes =
+                    Vec::with_capacity(12 + b.get_serialized_size_in_bytes::<Portable>());
                 bytes.extend_from_slice(&1u64.to_le_bytes());
                 bytes.extend_from_slice(&0u32.to_le_bytes());
                 let _ = b.serialize_into_vec::<Portable>(&mut bytes);
@@ -588,12 +590,20 @@ mod tests {
             unreachable!()
         };
         let wide_bytes = Bitmap::Narrow(n).widened().serialize::<Portable>();
-        assert_eq!(Bitmap::from_bytes(&wide_bytes).unwrap().to_vec(), vec![3, 4]);
+        assert_eq!(
+            Bitmap::from_bytes(&wide_bytes).unwrap().to_vec(),
+            vec![3, 4]
+        );
     }
 
     #[test]
     fn garbage_is_rejected() {
-        for bytes in [&b""[..], b"\x01", b"hello world", &[0x3a, 0x30, 0, 0, 9, 9, 9]] {
+        for bytes in [
+            &b""[..],
+            b"\x01",
+            b"hello world",
+            &[0x3a, 0x30, 0, 0, 9, 9, 9],
+        ] {
             assert!(Bitmap::from_bytes(bytes).is_err(), "{bytes:?}");
         }
         let mut truncated = Bitmap::from_values(0..1000).to_bytes();
@@ -615,7 +625,10 @@ mod tests {
         for op in [SetOp::And, SetOp::Or, SetOp::Xor, SetOp::AndNot] {
             let expected = a.combine(&b, op).cardinality();
             assert_eq!(a.combine_cardinality(&b, op), expected);
-            assert_eq!(b.combine_cardinality(&a, op), b.combine(&a, op).cardinality());
+            assert_eq!(
+                b.combine_cardinality(&a, op),
+                b.combine(&a, op).cardinality()
+            );
             let mut in_place = b.clone();
             in_place.combine_in_place(&a, op);
             assert_eq!(in_place, b.combine(&a, op));
@@ -637,7 +650,10 @@ mod tests {
         assert_eq!(b.sub_bitmap(10, 3).to_vec(), Vec::<u64>::new());
         assert_eq!(b.sub_bitmap(0, 0).to_vec(), Vec::<u64>::new());
         let wide = Bitmap::from_values([1, BIG, BIG + 1]);
-        assert_eq!(wide.subset_in_range(2, u64::MAX).to_vec(), vec![BIG, BIG + 1]);
+        assert_eq!(
+            wide.subset_in_range(2, u64::MAX).to_vec(),
+            vec![BIG, BIG + 1]
+        );
         assert_eq!(wide.subset_limit(BIG, 1).to_vec(), vec![BIG]);
     }
 
@@ -645,7 +661,10 @@ mod tests {
     fn transform_replaces_in_turn() {
         let b = Bitmap::from_values([1, 2, 3]);
         assert_eq!(b.transform(&[1, 2], &[2, 3]).unwrap().to_vec(), vec![3]);
-        assert_eq!(b.transform(&[1, 1], &[5, 6]).unwrap().to_vec(), vec![2, 3, 5]);
+        assert_eq!(
+            b.transform(&[1, 1], &[5, 6]).unwrap().to_vec(),
+            vec![2, 3, 5]
+        );
         assert!(b.transform(&[1], &[]).is_err());
     }
 

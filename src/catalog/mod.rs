@@ -15,6 +15,7 @@
 
 mod cache;
 mod data_dir;
+mod id_dictionary;
 mod managed;
 mod system;
 
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use cache::TableCache;
+pub use id_dictionary::IdDictionaryTable;
 pub use managed::ManagedTable;
 
 use crate::storage::Storage;

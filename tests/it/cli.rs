@@ -271,3 +271,25 @@ fn sigkill_during_insert_leaves_all_or_none_of_its_rows() {
         "no INSERT was interrupted: the test did not exercise a crash"
     );
 }
+
+#[test]
+fn acknowledged_dense_ids_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut session = Session::start(dir.path());
+    let assign =
+        "SELECT max(dense_id('user', 'k' || value)) + 1 AS count FROM generate_series(0, 4999)";
+    assert_eq!(session.ack(assign), "5000");
+    kill(&mut session.child);
+    let after = stdout(&sql(
+        dir.path(),
+        "SELECT count(*), count(DISTINCT dense_id), max(dense_id), \
+         dense_id('user', 'k17'), dense_id('user', 'new') FROM martdb.id_dictionary",
+        "csv",
+    ));
+    // Every acknowledged id is there, once each, and numbering goes on after them.
+    assert_eq!(
+        after.lines().nth(1),
+        Some("5000,5000,4999,17,5000"),
+        "{after}"
+    );
+}

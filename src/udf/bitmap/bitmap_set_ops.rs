@@ -28,9 +28,33 @@ pub struct BitmapSetOp {
 /// All eight, in the order of the reference.
 pub fn all() -> Vec<BitmapSetOp> {
     let ops = [
-        ("bitmap_and", "bitmap_and_cardinality", "bitmapand", SetOp::And, "in both", "[2, 3]", 2),
-        ("bitmap_or", "bitmap_or_cardinality", "bitmapor", SetOp::Or, "in either", "[1, 2, 3, 4]", 4),
-        ("bitmap_xor", "bitmap_xor_cardinality", "bitmapxor", SetOp::Xor, "in exactly one", "[1, 4]", 2),
+        (
+            "bitmap_and",
+            "bitmap_and_cardinality",
+            "bitmapand",
+            SetOp::And,
+            "in both",
+            "[2, 3]",
+            2,
+        ),
+        (
+            "bitmap_or",
+            "bitmap_or_cardinality",
+            "bitmapor",
+            SetOp::Or,
+            "in either",
+            "[1, 2, 3, 4]",
+            4,
+        ),
+        (
+            "bitmap_xor",
+            "bitmap_xor_cardinality",
+            "bitmapxor",
+            SetOp::Xor,
+            "in exactly one",
+            "[1, 4]",
+            2,
+        ),
         (
             "bitmap_andnot",
             "bitmap_andnot_cardinality",
@@ -43,7 +67,14 @@ pub fn all() -> Vec<BitmapSetOp> {
     ];
     let mut out = Vec::new();
     for (name, cardinality_name, alias, op, meaning, ids, count) in ops {
-        out.push(BitmapSetOp::new(name, alias.to_string(), op, false, meaning, ids));
+        out.push(BitmapSetOp::new(
+            name,
+            alias.to_string(),
+            op,
+            false,
+            meaning,
+            ids,
+        ));
         out.push(BitmapSetOp::new(
             cardinality_name,
             format!("{alias}cardinality"),

@@ -20,6 +20,8 @@ mod bitmap_set_ops;
 mod bitmap_subset;
 mod bitmap_to_array;
 mod bitmap_transform;
+mod dense_id;
+mod external_id;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{AggregateUDF, ColumnarValue, DocSection, ScalarUDF};
 
+use crate::bitmap::dictionary::IdDictionary;
 use crate::bitmap::{Bitmap, BitmapError};
 
 /// Where these functions appear in the generated function reference.
@@ -58,8 +61,21 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(bitmap_subset::BitmapSubset::sub_bitmap()),
         ScalarUDF::new_from_impl(bitmap_transform::BitmapTransform::new()),
     ];
-    all.extend(bitmap_set_ops::all().into_iter().map(ScalarUDF::new_from_impl));
+    all.extend(
+        bitmap_set_ops::all()
+            .into_iter()
+            .map(ScalarUDF::new_from_impl),
+    );
     all
+}
+
+/// The functions over the engine's id dictionary (they hold a handle to it, so each
+/// engine registers its own; they never run away from the engine that owns the state).
+pub fn dictionary_functions(dictionary: &IdDictionary) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(dense_id::DenseId::new(dictionary.clone())),
+        ScalarUDF::new_from_impl(external_id::ExternalId::new(dictionary.clone())),
+    ]
 }
 
 /// The aggregate functions of this area.
@@ -181,6 +197,34 @@ fn coerce_one(arg: &DataType, kind: Kind) -> Option<DataType> {
     }
 }
 
+/// Arguments compared as text: strings stay strings, other scalar types are cast.
+fn coerce_text(function: &str, args: &[DataType], names: &[&str]) -> Result<Vec<DataType>> {
+    if args.len() != names.len() {
+        return plan_err!(
+            "{function} takes {} arguments ({}), not {}; no function matches",
+            names.len(),
+            names.join(", "),
+            args.len()
+        );
+    }
+    args.iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (arg, name))| match arg {
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Struct(_)
+            | DataType::Map(..) => {
+                plan_err!(
+                    "{function}: argument {} ({name}) has type {arg}; text is expected",
+                    i + 1
+                )
+            }
+            _ => Ok(DataType::Utf8),
+        })
+        .collect()
+}
+
 fn integer_target(t: &DataType) -> Option<DataType> {
     match t {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Null => {
@@ -288,10 +332,9 @@ impl IntArrayArg {
     fn new(value: &ColumnarValue, rows: usize, arg: ArgRef) -> Result<Self> {
         let array = value.to_array(rows)?;
         let array = match array.data_type() {
-            DataType::Null => datafusion::arrow::array::new_null_array(
-                &list_of(DataType::Int64),
-                array.len(),
-            ),
+            DataType::Null => {
+                datafusion::arrow::array::new_null_array(&list_of(DataType::Int64), array.len())
+            }
             _ => array,
         };
         Ok(IntArrayArg {
@@ -339,7 +382,9 @@ fn row_count(args: &[ColumnarValue], number_rows: usize) -> usize {
 
 fn finish(array: ArrayRef, args: &[ColumnarValue]) -> Result<ColumnarValue> {
     if all_scalar(args) {
-        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?))
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?))
     } else {
         Ok(ColumnarValue::Array(array))
     }

@@ -9,8 +9,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature,
-    Volatility,
+    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
 use super::{add_ids, bitmap_state_field, for_each_bitmap};
@@ -173,7 +172,9 @@ impl Accumulator for IdAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.builder.snapshot().to_bytes()))])
+        Ok(vec![ScalarValue::Binary(Some(
+            self.builder.snapshot().to_bytes(),
+        ))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -203,7 +204,8 @@ struct IdGroups {
 impl IdGroups {
     fn grow(&mut self, total_num_groups: usize) {
         if self.builders.len() < total_num_groups {
-            self.builders.resize_with(total_num_groups, BitmapBuilder::default);
+            self.builders
+                .resize_with(total_num_groups, BitmapBuilder::default);
         }
     }
 
@@ -283,7 +285,9 @@ impl GroupsAccumulator for IdGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let mut ids: Vec<Option<u64>> = vec![None; values[0].len()];
-        add_ids(&values[0], self.arg, opt_filter, |row, id| ids[row] = Some(id))?;
+        add_ids(&values[0], self.arg, opt_filter, |row, id| {
+            ids[row] = Some(id)
+        })?;
         let mut out = BinaryBuilder::with_capacity(ids.len(), ids.len() * 16);
         for id in ids {
             match id {
@@ -295,7 +299,6 @@ impl GroupsAccumulator for IdGroups {
     }
 
     fn size(&self) -> usize {
-        self.builders.capacity() * (std::mem::size_of::<BitmapBuilder>() + 64)
-            + self.ids_added * 2
+        self.builders.capacity() * (std::mem::size_of::<BitmapBuilder>() + 64) + self.ids_added * 2
     }
 }

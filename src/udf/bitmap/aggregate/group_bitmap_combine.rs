@@ -28,15 +28,50 @@ pub struct GroupBitmapCombine {
 /// All six.
 pub fn all() -> Vec<GroupBitmapCombine> {
     let ops = [
-        ("group_bitmap_and", "group_bitmap_and_state", "groupbitmapand", SetOp::And, "in every", "[2]"),
-        ("group_bitmap_or", "group_bitmap_or_state", "groupbitmapor", SetOp::Or, "in any", "[1, 2, 3]"),
-        ("group_bitmap_xor", "group_bitmap_xor_state", "groupbitmapxor", SetOp::Xor, "in an odd number", "[1, 3]"),
+        (
+            "group_bitmap_and",
+            "group_bitmap_and_state",
+            "groupbitmapand",
+            SetOp::And,
+            "in every",
+            "[2]",
+        ),
+        (
+            "group_bitmap_or",
+            "group_bitmap_or_state",
+            "groupbitmapor",
+            SetOp::Or,
+            "in any",
+            "[1, 2, 3]",
+        ),
+        (
+            "group_bitmap_xor",
+            "group_bitmap_xor_state",
+            "groupbitmapxor",
+            SetOp::Xor,
+            "in an odd number",
+            "[1, 3]",
+        ),
     ];
     let mut out = Vec::new();
     for (name, state_name, alias, op, meaning, ids) in ops {
         let count = ids.split(',').count().to_string();
-        out.push(GroupBitmapCombine::new(name, alias.to_string(), op, false, meaning, &count));
-        out.push(GroupBitmapCombine::new(state_name, format!("{alias}state"), op, true, meaning, ids));
+        out.push(GroupBitmapCombine::new(
+            name,
+            alias.to_string(),
+            op,
+            false,
+            meaning,
+            &count,
+        ));
+        out.push(GroupBitmapCombine::new(
+            state_name,
+            format!("{alias}state"),
+            op,
+            true,
+            meaning,
+            ids,
+        ));
     }
     out
 }

@@ -43,7 +43,11 @@ pub fn functions() -> Vec<AggregateUDF> {
 
 /// The state field holding a bitmap.
 fn bitmap_state_field(name: &str) -> FieldRef {
-    Arc::new(Field::new(format!("{name}[bitmap]"), DataType::Binary, true))
+    Arc::new(Field::new(
+        format!("{name}[bitmap]"),
+        DataType::Binary,
+        true,
+    ))
 }
 
 /// Whether row `row` passes the aggregate's FILTER clause.
@@ -126,9 +130,9 @@ fn constant_text(expr: &Arc<dyn PhysicalExpr>, arg: ArgRef) -> Result<Option<Str
     Ok(match literal.value() {
         ScalarValue::Null => None,
         other if other.is_null() => None,
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s.clone())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         other => Some(other.to_string()),
     })
 }
@@ -147,7 +151,12 @@ impl TaggedBitmaps {
     fn new(tags: &[String], bitmap_arg: ArgRef) -> Self {
         TaggedBitmaps {
             slots: vec![None; tags.len()],
-            index: tags.iter().cloned().enumerate().map(|(i, t)| (t, i)).collect(),
+            index: tags
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, t)| (t, i))
+                .collect(),
             bitmap_arg,
         }
     }
