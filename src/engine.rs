@@ -21,13 +21,15 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::bitmap::audiences::AudienceStore;
 use crate::bitmap::dictionary::IdDictionary;
 use crate::catalog::{
-    CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, IdDictionaryTable, SYSTEM_SCHEMA,
-    TableCache,
+    AudiencesTable, CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, IdDictionaryTable,
+    SYSTEM_SCHEMA, TableCache,
 };
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
+use crate::udf::bitmap::audiences::AudienceHandle;
 use crate::{Error, Result};
 
 /// The default data directory.
@@ -73,6 +75,9 @@ impl Default for EngineOptions {
 #[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
+    /// The context audience definitions run in; functions hold it weakly, so it lives
+    /// as long as some `Engine` does.
+    shared_context: Arc<SessionContext>,
     catalog: Catalog,
     storage: Arc<Storage>,
     /// PostgreSQL client SQL -> SQL DataFusion plans (psql's `\d` queries, `::regclass`,
@@ -167,17 +172,27 @@ impl Engine {
             Arc::new(TableCache::new(table_cache)),
             &ctx,
         );
+        // State-changing functions hold the engine's stores (and its context, weakly, to
+        // run audience definitions); their state is listed in martdb.* tables.
+        let shared_context = Arc::new(ctx.clone());
         let dictionary = IdDictionary::new(storage.clone());
-        for function in crate::udf::bitmap::dictionary_functions(&dictionary) {
+        let audiences = AudienceStore::new(storage.clone());
+        let handle = AudienceHandle::new(audiences.clone(), &shared_context);
+        for function in crate::udf::bitmap::dictionary_functions(&dictionary)
+            .into_iter()
+            .chain(crate::udf::bitmap::audience_functions(&handle))
+        {
             ctx.register_udf(function);
         }
-        ctx.catalog(CATALOG_NAME)
+        let system = ctx
+            .catalog(CATALOG_NAME)
             .and_then(|c| c.schema(SYSTEM_SCHEMA))
-            .expect("the catalog registers the system schema")
-            .register_table(
-                "id_dictionary".into(),
-                Arc::new(IdDictionaryTable::new(dictionary)),
-            )?;
+            .expect("the catalog registers the system schema");
+        system.register_table(
+            "id_dictionary".into(),
+            Arc::new(IdDictionaryTable::new(dictionary)),
+        )?;
+        system.register_table("audiences".into(), Arc::new(AudiencesTable::new(audiences)))?;
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
         let roles = LoginRoles::default();
@@ -186,6 +201,7 @@ impl Engine {
         catalog.restore(&ctx).await?;
         Ok(Engine {
             ctx,
+            shared_context,
             catalog,
             storage,
             compat: Arc::new(PostgresCompatibilityParser::new()),
@@ -208,6 +224,7 @@ impl Engine {
     pub(crate) fn fork(&self) -> Engine {
         Engine {
             ctx: SessionContext::new_with_state(self.ctx.state()),
+            shared_context: self.shared_context.clone(),
             catalog: self.catalog.clone(),
             storage: self.storage.clone(),
             compat: self.compat.clone(),

@@ -104,6 +104,10 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::udf::bitmap::ArgumentError>() {
                 e.sqlstate()
+            } else if let Some(e) =
+                e.downcast_ref::<crate::udf::bitmap::audiences::AudienceCallError>()
+            {
+                e.sqlstate()
             } else {
                 "XX000"
             }

@@ -26,6 +26,7 @@
 //! assert_eq!(Bitmap::from_bytes(&bytes).unwrap(), active);
 //! ```
 
+pub mod audiences;
 pub mod dictionary;
 pub mod expr;
 

@@ -13,6 +13,7 @@
 //! - a record that fails to replay (a view over a missing table, an external table whose
 //!   files are gone) is kept and reported, never silently deleted.
 
+mod audiences;
 mod cache;
 mod data_dir;
 mod id_dictionary;
@@ -37,6 +38,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use audiences::AudiencesTable;
 pub use cache::TableCache;
 pub use id_dictionary::IdDictionaryTable;
 pub use managed::ManagedTable;

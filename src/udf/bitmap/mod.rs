@@ -11,6 +11,10 @@
 //!   type PostgreSQL clients know; where it returns UInt8 0/1 martdb returns boolean.
 
 mod aggregate;
+mod audience;
+mod audience_drop;
+mod audience_save;
+pub mod audiences;
 mod bitmap_build;
 mod bitmap_cardinality;
 mod bitmap_contains;
@@ -75,6 +79,22 @@ pub fn dictionary_functions(dictionary: &IdDictionary) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(dense_id::DenseId::new(dictionary.clone())),
         ScalarUDF::new_from_impl(external_id::ExternalId::new(dictionary.clone())),
+    ]
+}
+
+/// The named-audience functions (they hold the engine's audience store and run SQL in
+/// its context, so each engine registers its own).
+pub fn audience_functions(handle: &audiences::AudienceHandle) -> Vec<ScalarUDF> {
+    use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+    vec![
+        ScalarUDF::new_from_impl(audience::Audience::new(handle.clone())),
+        AsyncScalarUDF::new(Arc::new(audience_save::AudienceSave::save(handle.clone())))
+            .into_scalar_udf(),
+        AsyncScalarUDF::new(Arc::new(audience_save::AudienceSave::refresh(
+            handle.clone(),
+        )))
+        .into_scalar_udf(),
+        ScalarUDF::new_from_impl(audience_drop::AudienceDrop::new(handle.clone())),
     ]
 }
 
