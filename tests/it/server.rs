@@ -728,3 +728,54 @@ async fn python_and_jdbc_clients() {
     server.stop().await;
     result.unwrap();
 }
+
+/// Audiences through psql: string user keys to dense ids, per-tag bitmaps, a saved
+/// audience, its members back as rows, and a bad bitmap's SQLSTATE; the server stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audiences_over_psql() {
+    let server = Server::start().await;
+    let info = conninfo(server.addr);
+    let result = tokio::task::spawn_blocking(move || {
+        let psql = |args: &[&str]| psql_with(&info, args);
+        let setup = "CREATE TABLE visits AS SELECT * FROM (VALUES ('u-a', 'active'), ('u-b', 'active'), \
+                     ('u-c', 'active'), ('u-b', 'shoes'), ('u-c', 'shoes'), ('u-c', 'couponed')) AS t(user_key, tag);\n\
+                     CREATE TABLE tag_bitmaps AS SELECT tag, group_bitmap_state(dense_id('user', user_key)) AS b \
+                     FROM visits GROUP BY tag;";
+        let (ok, _, err) = psql(&["-c", setup]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = psql(&[
+            "-At",
+            "-c",
+            "SELECT bitmap_expr_cardinality(b, tag, '(active & shoes) - couponed'), \
+             bool_and(bitmap_contains(b, dense_id('user', 'u-b'))) FILTER (WHERE tag = 'shoes') \
+             FROM tag_bitmaps",
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "1|t");
+        let save = "SELECT audience_save('shoes_not_couponed', \
+                    'SELECT bitmap_expr(b, tag, ''shoes - couponed'') FROM tag_bitmaps')";
+        let (ok, out, err) = psql(&["-At", "-c", save]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "1");
+        let (ok, out, err) = psql(&[
+            "-At",
+            "-c",
+            "SELECT external_id('user', m) FROM unnest(bitmap_to_array(audience('shoes_not_couponed'))) AS t(m)",
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "u-b");
+        // bytea in psql's hex output: the portable format's cookie first.
+        let (ok, out, _) = psql(&["-At", "-c", "SELECT bitmap_build([1, 2])"]);
+        assert!(ok);
+        assert_eq!(out.trim(), "\\x3a30000001000000000001001000000001000200");
+        let (ok, _, err) = psql(&["-c", "SELECT bitmap_cardinality('\\x0102'::bytea)"]);
+        assert!(!ok);
+        assert!(err.contains("bitmap_cardinality: argument 1 (bitmap)"), "{err}");
+        let (ok, out, err) = psql(&["-At", "-c", "SELECT cardinality FROM martdb.audiences"]);
+        assert!(ok, "the server is still up: {err}");
+        assert_eq!(out.trim(), "1");
+    })
+    .await;
+    server.stop().await;
+    result.unwrap();
+}
