@@ -232,7 +232,10 @@ fn queries(case: &Case, d: &Dialect) -> Vec<(String, String)> {
         ("bitmap_build".into(), d.to_array(a.clone())),
         (
             "bitmap_cardinality".into(),
-            d.call(("bitmap_cardinality", "bitmapCardinality"), std::slice::from_ref(&a)),
+            d.call(
+                ("bitmap_cardinality", "bitmapCardinality"),
+                std::slice::from_ref(&a),
+            ),
         ),
         (
             "bitmap_contains".into(),
@@ -296,7 +299,10 @@ fn queries(case: &Case, d: &Dialect) -> Vec<(String, String)> {
     ];
     for (set, name) in [(&a, "a"), (&b, "b")] {
         for f in [("bitmap_min", "bitmapMin"), ("bitmap_max", "bitmapMax")] {
-            out.push((format!("{}({name})", f.0), d.call(f, std::slice::from_ref(set))));
+            out.push((
+                format!("{}({name})", f.0),
+                d.call(f, std::slice::from_ref(set)),
+            ));
         }
     }
     for (snake, camel) in [

@@ -293,3 +293,54 @@ fn acknowledged_dense_ids_survive_sigkill() {
         "{after}"
     );
 }
+
+/// The audiences example runs on the demo data, and its saved audience has exactly the
+/// members plain SQL over the raw rows finds.
+#[test]
+fn audiences_example_matches_plain_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = martdb()
+        .args(["demo", "--data", data, "--users", "3000"])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/audiences.sql");
+    let run = martdb()
+        .args(["sql", "--data", data, "-f", script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.stderr.is_empty(),
+        "no warnings: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let saved = stdout(&sql(
+        dir.path(),
+        "SELECT cardinality FROM martdb.audiences WHERE name = 'sports_cart_abandoners'",
+        "csv",
+    ));
+    let plain = stdout(&sql(
+        dir.path(),
+        "SELECT count(*) AS cardinality FROM (
+           SELECT user_id FROM user_tags WHERE tag = 'sports'
+           INTERSECT SELECT user_id FROM events WHERE event_type = 'cart'
+           EXCEPT SELECT user_id FROM orders WHERE ts >= (SELECT max(ts) FROM orders) - INTERVAL '30 days')",
+        "csv",
+    ));
+    assert_eq!(saved, plain);
+    assert_ne!(
+        saved.lines().nth(1),
+        Some("0"),
+        "an empty audience proves little"
+    );
+}
