@@ -20,8 +20,6 @@ use super::{finish, row_count};
 #[derive(Debug)]
 pub struct AudienceSave {
     name: &'static str,
-    /// `audience_refresh`: the definition is the one saved before.
-    refresh: bool,
     handle: AudienceHandle,
     signature: Signature,
     documentation: Documentation,
@@ -45,7 +43,6 @@ impl AudienceSave {
     pub fn save(handle: AudienceHandle) -> Self {
         AudienceSave {
             name: "audience_save",
-            refresh: false,
             handle,
             // Volatile: it writes, once per call, never folded away. (Async functions do
             // not get `coerce_types`: the signature says what they take.)
@@ -71,7 +68,6 @@ impl AudienceSave {
     pub fn refresh(handle: AudienceHandle) -> Self {
         AudienceSave {
             name: "audience_refresh",
-            refresh: true,
             handle,
             signature: Signature::string(1, Volatility::Volatile),
             documentation: Documentation::builder(

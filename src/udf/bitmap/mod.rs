@@ -30,7 +30,9 @@ mod external_id;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, GenericListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericListArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, UInt64Type};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::error::Result;
@@ -203,9 +205,9 @@ fn coerce(function: &str, args: &[DataType], kinds: &[(&str, Kind)]) -> Result<V
 
 fn coerce_one(arg: &DataType, kind: Kind) -> Option<DataType> {
     match (kind, arg) {
-        (Kind::Bitmap, DataType::Binary | DataType::LargeBinary | DataType::BinaryView) => {
-            Some(DataType::Binary)
-        }
+        // Parquet scans yield BinaryView: read in place rather than copied by a cast.
+        (Kind::Bitmap, DataType::BinaryView) => Some(DataType::BinaryView),
+        (Kind::Bitmap, DataType::Binary | DataType::LargeBinary) => Some(DataType::Binary),
         (Kind::Bitmap, DataType::Null) => Some(DataType::Binary),
         (Kind::Integer, t) => integer_target(t),
         (Kind::IntegerArray, DataType::Null) => Some(list_of(DataType::Int64)),
@@ -261,20 +263,55 @@ fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 
+/// A column of bitmap bytes, as either binary layout.
+#[derive(Clone, Copy)]
+pub(crate) enum BinaryColumn<'a> {
+    Plain(&'a BinaryArray),
+    View(&'a BinaryViewArray),
+}
+
+impl<'a> BinaryColumn<'a> {
+    /// None for columns of other types (NULL-typed ones included).
+    pub(crate) fn new(array: &'a ArrayRef) -> Option<Self> {
+        match array.data_type() {
+            DataType::Binary => Some(BinaryColumn::Plain(array.as_binary::<i32>())),
+            DataType::BinaryView => Some(BinaryColumn::View(array.as_binary_view())),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            BinaryColumn::Plain(a) => a.len(),
+            BinaryColumn::View(a) => a.len(),
+        }
+    }
+
+    /// The bytes of `row`, None when it is NULL.
+    pub(crate) fn get(&self, row: usize) -> Option<&'a [u8]> {
+        match self {
+            BinaryColumn::Plain(a) => a.is_valid(row).then(|| a.value(row)),
+            BinaryColumn::View(a) => a.is_valid(row).then(|| a.value(row)),
+        }
+    }
+}
+
 /// A bitmap argument: one value for all rows (read once) or one per row.
 enum BitmapArg<'a> {
     Scalar(Option<Bitmap>),
-    Array(&'a BinaryArray, ArgRef),
+    Array(BinaryColumn<'a>, ArgRef),
 }
 
 impl<'a> BitmapArg<'a> {
     fn new(value: &'a ColumnarValue, arg: ArgRef) -> Result<Self> {
         Ok(match value {
-            ColumnarValue::Scalar(ScalarValue::Binary(bytes)) => {
+            ColumnarValue::Scalar(ScalarValue::Binary(bytes) | ScalarValue::BinaryView(bytes)) => {
                 BitmapArg::Scalar(bytes.as_deref().map(|b| arg.bitmap(b)).transpose()?)
             }
             ColumnarValue::Scalar(ScalarValue::Null) => BitmapArg::Scalar(None),
-            ColumnarValue::Array(array) => BitmapArg::Array(array.as_binary::<i32>(), arg),
+            ColumnarValue::Array(array) if BinaryColumn::new(array).is_some() => {
+                BitmapArg::Array(BinaryColumn::new(array).expect("checked"), arg)
+            }
             other => {
                 return Err(DataFusionError::Internal(format!(
                     "{}: argument {} was not coerced to bytea: {other:?}",
@@ -287,12 +324,10 @@ impl<'a> BitmapArg<'a> {
     fn get(&self, row: usize) -> Result<Option<Cow<'_, Bitmap>>> {
         match self {
             BitmapArg::Scalar(b) => Ok(b.as_ref().map(Cow::Borrowed)),
-            BitmapArg::Array(array, arg) => {
-                if array.is_null(row) {
-                    return Ok(None);
-                }
-                arg.bitmap(array.value(row)).map(|b| Some(Cow::Owned(b)))
-            }
+            BitmapArg::Array(array, arg) => match array.get(row) {
+                None => Ok(None),
+                Some(bytes) => arg.bitmap(bytes).map(|b| Some(Cow::Owned(b))),
+            },
         }
     }
 }

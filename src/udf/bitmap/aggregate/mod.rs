@@ -22,7 +22,7 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use super::ArgRef;
+use super::{ArgRef, BinaryColumn};
 use crate::bitmap::Bitmap;
 
 pub fn functions() -> Vec<AggregateUDF> {
@@ -107,13 +107,14 @@ fn for_each_bitmap(
     filter: Option<&BooleanArray>,
     mut f: impl FnMut(usize, Bitmap) -> Result<()>,
 ) -> Result<()> {
-    if values.data_type() == &DataType::Null {
-        return Ok(());
-    }
-    let bytes = values.as_binary::<i32>();
+    let Some(bytes) = BinaryColumn::new(values) else {
+        return Ok(()); // a NULL-typed column: no bitmaps
+    };
     for row in 0..bytes.len() {
-        if bytes.is_valid(row) && selected(filter, row) {
-            f(row, arg.bitmap(bytes.value(row))?)?;
+        if let Some(value) = bytes.get(row)
+            && selected(filter, row)
+        {
+            f(row, arg.bitmap(value)?)?;
         }
     }
     Ok(())
@@ -170,17 +171,21 @@ impl TaggedBitmaps {
 
     /// Rows of (bitmap, tag as text); rows whose tag is not wanted are not even decoded.
     fn update(&mut self, bitmaps: &ArrayRef, tags: &ArrayRef) -> Result<()> {
-        if bitmaps.data_type() == &DataType::Null || tags.data_type() == &DataType::Null {
+        let Some(bytes) = BinaryColumn::new(bitmaps) else {
+            return Ok(()); // a NULL-typed column: no bitmaps
+        };
+        if tags.data_type() == &DataType::Null {
             return Ok(());
         }
-        let bytes = bitmaps.as_binary::<i32>();
         let tags = tags.as_string::<i32>();
         for row in 0..bytes.len() {
-            if bytes.is_null(row) || tags.is_null(row) {
+            if tags.is_null(row) {
                 continue;
             }
-            if let Some(&slot) = self.index.get(tags.value(row)) {
-                let bitmap = self.bitmap_arg.bitmap(bytes.value(row))?;
+            if let Some(&slot) = self.index.get(tags.value(row))
+                && let Some(value) = bytes.get(row)
+            {
+                let bitmap = self.bitmap_arg.bitmap(value)?;
                 self.add(slot, bitmap);
             }
         }
