@@ -24,8 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::bitmap::audiences::AudienceStore;
 use crate::bitmap::dictionary::IdDictionary;
 use crate::catalog::{
-    AudiencesTable, CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, IdDictionaryTable,
-    SYSTEM_SCHEMA, TableCache,
+    CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, SYSTEM_SCHEMA, TableCache,
 };
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
@@ -190,9 +189,12 @@ impl Engine {
             .expect("the catalog registers the system schema");
         system.register_table(
             "id_dictionary".into(),
-            Arc::new(IdDictionaryTable::new(dictionary)),
+            Arc::new(crate::catalog::id_dictionary::table(dictionary)),
         )?;
-        system.register_table("audiences".into(), Arc::new(AudiencesTable::new(audiences)))?;
+        system.register_table(
+            "audiences".into(),
+            Arc::new(crate::catalog::audiences::table(audiences)),
+        )?;
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
         let roles = LoginRoles::default();

@@ -1,62 +1,27 @@
 //! `martdb.id_dictionary`: the dense id dictionary as a table (namespace, external_id,
-//! dense_id), read when a query scans it.
+//! dense_id).
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::Session;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::error::DataFusionError;
 
+use super::computed::ComputedTable;
 use crate::bitmap::dictionary::IdDictionary;
 
-#[derive(Debug)]
-pub struct IdDictionaryTable {
-    dictionary: IdDictionary,
-    schema: SchemaRef,
-}
-
-impl IdDictionaryTable {
-    pub fn new(dictionary: IdDictionary) -> Self {
-        IdDictionaryTable {
-            dictionary,
-            schema: Arc::new(Schema::new(vec![
-                Field::new("namespace", DataType::Utf8, false),
-                Field::new("external_id", DataType::Utf8, false),
-                Field::new("dense_id", DataType::Int64, false),
-            ])),
-        }
-    }
-}
-
-#[async_trait]
-impl TableProvider for IdDictionaryTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let entries = self
-            .dictionary
+pub fn table(dictionary: IdDictionary) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("external_id", DataType::Utf8, false),
+        Field::new("dense_id", DataType::Int64, false),
+    ]));
+    ComputedTable::new("id_dictionary", schema, move |schema| {
+        let entries = dictionary
             .entries()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = RecordBatch::try_new(
-            self.schema.clone(),
+        Ok(RecordBatch::try_new(
+            schema,
             vec![
                 Arc::new(StringArray::from_iter_values(
                     entries.iter().map(|e| &e.namespace),
@@ -68,11 +33,6 @@ impl TableProvider for IdDictionaryTable {
                     entries.iter().map(|e| e.dense_id as i64),
                 )),
             ],
-        )?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
         )?)
-    }
+    })
 }

@@ -13,10 +13,11 @@
 //! - a record that fails to replay (a view over a missing table, an external table whose
 //!   files are gone) is kept and reported, never silently deleted.
 
-mod audiences;
+pub(crate) mod audiences;
 mod cache;
+mod computed;
 mod data_dir;
-mod id_dictionary;
+pub(crate) mod id_dictionary;
 mod managed;
 mod system;
 
@@ -38,9 +39,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use audiences::AudiencesTable;
 pub use cache::TableCache;
-pub use id_dictionary::IdDictionaryTable;
 pub use managed::ManagedTable;
 
 use crate::storage::Storage;
