@@ -174,8 +174,8 @@ impl Engine {
         // State-changing functions hold the engine's stores (and its context, weakly, to
         // run audience definitions); their state is listed in martdb.* tables.
         let shared_context = Arc::new(ctx.clone());
-        let dictionary = IdDictionary::new(storage.clone());
-        let audiences = AudienceStore::new(storage.clone());
+        let dictionary = IdDictionary::new(&storage);
+        let audiences = AudienceStore::new(&storage);
         let handle = AudienceHandle::new(audiences.clone(), &shared_context);
         for function in crate::udf::bitmap::dictionary_functions(&dictionary)
             .into_iter()

@@ -10,15 +10,15 @@
 //! use martdb::bitmap::{Bitmap, audiences::AudienceStore};
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let options = StorageOptions { create_if_missing: true, ..Default::default() };
-//! # let storage = Storage::open(dir.path().to_str().unwrap(), &options).unwrap();
-//! let audiences = AudienceStore::new(std::sync::Arc::new(storage));
+//! let storage = std::sync::Arc::new(Storage::open(dir.path().to_str().unwrap(), &options).unwrap());
+//! let audiences = AudienceStore::new(&storage);
 //! let members = Bitmap::from_values([3, 5, 8]);
 //! audiences.save("shoe_buyers", "SELECT group_bitmap_state(user_id) FROM orders", &members).unwrap();
 //! let (info, bitmap) = audiences.get("shoe_buyers").unwrap().unwrap();
 //! assert_eq!((info.cardinality, bitmap), (3, members));
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -36,6 +36,8 @@ const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("audience_mem
 pub enum AudienceError {
     #[error("audiences: {0}")]
     Store(#[from] StorageError),
+    #[error("the database was closed")]
+    Closed,
     #[error("audience {name:?}: stored bytes are damaged: {source}")]
     Damaged { name: String, source: BitmapError },
     #[error("audience {name:?}: stored metadata is damaged: {message}")]
@@ -58,7 +60,9 @@ pub struct AudienceInfo {
 /// The audiences of one database. Cheap to clone.
 #[derive(Clone)]
 pub struct AudienceStore {
-    storage: Arc<Storage>,
+    /// Weak: the engine owns its storage, and its functions and system tables (which
+    /// hold this) must not keep the state store open after the engine is gone.
+    storage: Weak<Storage>,
 }
 
 impl std::fmt::Debug for AudienceStore {
@@ -68,12 +72,22 @@ impl std::fmt::Debug for AudienceStore {
 }
 
 impl AudienceStore {
-    pub fn new(storage: Arc<Storage>) -> Self {
-        AudienceStore { storage }
+    /// The audience store over `storage`, usable while `storage` is open.
+    pub fn new(storage: &Arc<Storage>) -> Self {
+        AudienceStore {
+            storage: Arc::downgrade(storage),
+        }
+    }
+
+    fn storage(&self) -> Result<Arc<Storage>, AudienceError> {
+        self.storage.upgrade().ok_or(AudienceError::Closed)
     }
 
     fn store(&self, e: impl Into<redb::Error>) -> AudienceError {
-        AudienceError::Store(self.storage.kv_error(e))
+        match self.storage.upgrade() {
+            Some(storage) => AudienceError::Store(storage.kv_error(e)),
+            None => AudienceError::Closed,
+        }
     }
 
     /// Saves (or replaces) `name` with `members`, computed now from `definition`.
@@ -94,7 +108,11 @@ impl AudienceStore {
                 .map_or(0, |d| d.as_micros() as i64),
         };
         let json = serde_json::to_string(&info).expect("audience info serializes");
-        let txn = self.storage.kv().begin_write().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_write()
+            .map_err(|e| self.store(e))?;
         {
             let mut infos = txn.open_table(INFO).map_err(|e| self.store(e))?;
             let mut members = txn.open_table(MEMBERS).map_err(|e| self.store(e))?;
@@ -111,7 +129,11 @@ impl AudienceStore {
 
     /// The audience's metadata and members, or None when there is no such audience.
     pub fn get(&self, name: &str) -> Result<Option<(AudienceInfo, Bitmap)>, AudienceError> {
-        let txn = self.storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
         let (infos, members) = match (txn.open_table(INFO), txn.open_table(MEMBERS)) {
             (Ok(i), Ok(m)) => (i, m),
             (Err(redb::TableError::TableDoesNotExist(_)), _) => return Ok(None),
@@ -138,7 +160,11 @@ impl AudienceStore {
 
     /// Every audience's metadata, by name.
     pub fn list(&self) -> Result<Vec<AudienceInfo>, AudienceError> {
-        let txn = self.storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
         let infos = match txn.open_table(INFO) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -154,7 +180,11 @@ impl AudienceStore {
 
     /// Removes `name`; false when there was no such audience.
     pub fn drop_audience(&self, name: &str) -> Result<bool, AudienceError> {
-        let txn = self.storage.kv().begin_write().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_write()
+            .map_err(|e| self.store(e))?;
         let existed = {
             let mut infos = txn.open_table(INFO).map_err(|e| self.store(e))?;
             let mut members = txn.open_table(MEMBERS).map_err(|e| self.store(e))?;
@@ -177,20 +207,21 @@ impl AudienceStore {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path) -> AudienceStore {
+    /// The store, and the storage that must stay open while it is used.
+    fn open(dir: &std::path::Path) -> (Arc<Storage>, AudienceStore) {
         let options = crate::storage::StorageOptions {
             create_if_missing: true,
             ..Default::default()
         };
-        AudienceStore::new(Arc::new(
-            Storage::open(dir.to_str().unwrap(), &options).unwrap(),
-        ))
+        let storage = Arc::new(Storage::open(dir.to_str().unwrap(), &options).unwrap());
+        let store = AudienceStore::new(&storage);
+        (storage, store)
     }
 
     #[test]
     fn save_get_replace_list_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let (_storage, store) = open(dir.path());
         assert!(store.get("a").unwrap().is_none());
         assert!(store.list().unwrap().is_empty());
         store.save("a", "q1", &Bitmap::from_values([1, 2])).unwrap();
@@ -215,12 +246,14 @@ mod tests {
     fn saved_audiences_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         store_one(dir.path());
-        let (info, members) = open(dir.path()).get("kept").unwrap().unwrap();
+        let (_storage, store) = open(dir.path());
+        let (info, members) = store.get("kept").unwrap().unwrap();
         assert_eq!((info.cardinality, members.to_vec()), (2, vec![4, 9]));
     }
 
     fn store_one(dir: &std::path::Path) {
-        open(dir)
+        let (_storage, store) = open(dir);
+        store
             .save("kept", "q", &Bitmap::from_values([9, 4]))
             .unwrap();
     }

@@ -20,15 +20,15 @@
 //! # use martdb::storage::{Storage, StorageOptions};
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let options = StorageOptions { create_if_missing: true, ..Default::default() };
-//! # let storage = Storage::open(dir.path().to_str().unwrap(), &options).unwrap();
-//! let dictionary = IdDictionary::new(std::sync::Arc::new(storage));
+//! let storage = std::sync::Arc::new(Storage::open(dir.path().to_str().unwrap(), &options).unwrap());
+//! let dictionary = IdDictionary::new(&storage);
 //! let ids = dictionary.assign("user", &[Some("alice"), Some("bob"), Some("alice"), None]).unwrap();
 //! assert_eq!(ids, vec![Some(0), Some(1), Some(0), None]);
 //! assert_eq!(dictionary.external("user", &[Some(1)]).unwrap(), vec![Some("bob".to_string())]);
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -45,6 +45,8 @@ const NEXT: TableDefinition<&str, u64> = TableDefinition::new("id_dictionary_nex
 pub enum DictionaryError {
     #[error("id dictionary: {0}")]
     Store(#[from] StorageError),
+    #[error("the database was closed")]
+    Closed,
 }
 
 /// One row of the dictionary.
@@ -58,7 +60,9 @@ pub struct Entry {
 /// The dictionary over a state store. Cheap to clone.
 #[derive(Clone)]
 pub struct IdDictionary {
-    storage: Arc<Storage>,
+    /// Weak: the engine owns its storage, and its functions and system tables (which
+    /// hold this) must not keep the state store open after the engine is gone.
+    storage: Weak<Storage>,
 }
 
 impl std::fmt::Debug for IdDictionary {
@@ -68,12 +72,22 @@ impl std::fmt::Debug for IdDictionary {
 }
 
 impl IdDictionary {
-    pub fn new(storage: Arc<Storage>) -> Self {
-        IdDictionary { storage }
+    /// The dictionary over `storage`, usable while `storage` is open.
+    pub fn new(storage: &Arc<Storage>) -> Self {
+        IdDictionary {
+            storage: Arc::downgrade(storage),
+        }
+    }
+
+    fn storage(&self) -> Result<Arc<Storage>, DictionaryError> {
+        self.storage.upgrade().ok_or(DictionaryError::Closed)
     }
 
     fn store(&self, e: impl Into<redb::Error>) -> DictionaryError {
-        DictionaryError::Store(self.storage.kv_error(e))
+        match self.storage.upgrade() {
+            Some(storage) => DictionaryError::Store(storage.kv_error(e)),
+            None => DictionaryError::Closed,
+        }
     }
 
     /// The ids of `keys` (None stays None), assigning new ids to keys seen for the first
@@ -97,7 +111,11 @@ impl IdDictionary {
             return Ok(ids);
         }
         let mut assigned: HashMap<&str, u64> = HashMap::with_capacity(missing.len());
-        let txn = self.storage.kv().begin_write().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_write()
+            .map_err(|e| self.store(e))?;
         {
             let mut forward = txn.open_table(FORWARD).map_err(|e| self.store(e))?;
             let mut reverse = txn.open_table(REVERSE).map_err(|e| self.store(e))?;
@@ -140,7 +158,11 @@ impl IdDictionary {
         namespace: &str,
         keys: &[Option<&str>],
     ) -> Result<Vec<Option<u64>>, DictionaryError> {
-        let txn = self.storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
         let forward = match txn.open_table(FORWARD) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
@@ -163,7 +185,11 @@ impl IdDictionary {
         namespace: &str,
         ids: &[Option<u64>],
     ) -> Result<Vec<Option<String>>, DictionaryError> {
-        let txn = self.storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
         let reverse = match txn.open_table(REVERSE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; ids.len()]),
@@ -182,7 +208,11 @@ impl IdDictionary {
 
     /// Every entry, by namespace then dense id.
     pub fn entries(&self) -> Result<Vec<Entry>, DictionaryError> {
-        let txn = self.storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
         let reverse = match txn.open_table(REVERSE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -206,20 +236,32 @@ impl IdDictionary {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path) -> IdDictionary {
+    /// The dictionary, and the storage that must stay open while it is used.
+    fn open(dir: &std::path::Path) -> (Arc<Storage>, IdDictionary) {
         let options = crate::storage::StorageOptions {
             create_if_missing: true,
             ..Default::default()
         };
-        IdDictionary::new(Arc::new(
-            Storage::open(dir.to_str().unwrap(), &options).unwrap(),
-        ))
+        let storage = Arc::new(Storage::open(dir.to_str().unwrap(), &options).unwrap());
+        let dictionary = IdDictionary::new(&storage);
+        (storage, dictionary)
+    }
+
+    #[test]
+    fn a_closed_database_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, d) = open(dir.path());
+        drop(storage);
+        assert!(matches!(
+            d.assign("user", &[Some("a")]),
+            Err(DictionaryError::Closed)
+        ));
     }
 
     #[test]
     fn ids_are_dense_stable_and_per_namespace() {
         let dir = tempfile::tempdir().unwrap();
-        let d = open(dir.path());
+        let (_storage, d) = open(dir.path());
         assert_eq!(
             d.assign("user", &[Some("a"), Some("b"), Some("a")])
                 .unwrap(),
@@ -245,10 +287,10 @@ mod tests {
     fn assignments_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let d = open(dir.path());
+            let (_storage, d) = open(dir.path());
             d.assign("user", &[Some("a"), Some("b")]).unwrap();
         }
-        let d = open(dir.path());
+        let (_storage, d) = open(dir.path());
         assert_eq!(d.lookup("user", &[Some("b")]).unwrap(), vec![Some(1)]);
         assert_eq!(d.assign("user", &[Some("c")]).unwrap(), vec![Some(2)]);
     }
@@ -256,7 +298,7 @@ mod tests {
     #[test]
     fn concurrent_callers_never_split_or_share_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let d = open(dir.path());
+        let (_storage, d) = open(dir.path());
         let keys: Vec<String> = (0..2_000).map(|i| format!("k{i}")).collect();
         let results: Vec<Vec<Option<u64>>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)

@@ -44,6 +44,7 @@ impl AudienceCallError {
             }
             AudienceCallError::DefinitionFailed { .. } => "42000",
             AudienceCallError::Store(AudienceError::Store(_)) => "58030",
+            AudienceCallError::Store(AudienceError::Closed) => "57P01",
             AudienceCallError::Store(_) => "XX001",
         }
     }
