@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # martdb's bitmap functions vs chDB and DuckDB on synthetic (user, tag) rows.
-# Usage: scripts/bench-bitmap.sh [--users N] [--rows R] [--tags T] [--runs N] [--fast-runs M] [--data DIR]
+# Usage: scripts/bench-bitmap.sh [--users N] [--rows R] [--tags T] [--runs N] [--fast-runs M] [--data DIR] [--table-cache 4G]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MARTDB_VENV:-$HOME/.cache/martdb-venv}"
