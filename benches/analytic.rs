@@ -7,6 +7,10 @@
 #[path = "peer.rs"]
 mod peer;
 
+/// The allocator the `martdb` binary uses, so that the bench measures what it serves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use martdb::Engine;
 use martdb::demo::DemoOptions;
 

@@ -14,6 +14,10 @@
 #[path = "peer.rs"]
 mod peer;
 
+/// The allocator the `martdb` binary uses, so that the bench measures what it serves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

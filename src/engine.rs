@@ -26,6 +26,7 @@ use crate::bitmap::dictionary::IdDictionary;
 use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, SYSTEM_SCHEMA, TableCache,
 };
+use crate::coupons::Coupons;
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::udf::bitmap::audiences::AudienceHandle;
@@ -83,6 +84,7 @@ pub struct Engine {
     /// `= ANY(array)`, ...).
     compat: Arc<PostgresCompatibilityParser>,
     roles: LoginRoles,
+    coupons: Coupons,
 }
 
 /// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
@@ -177,9 +179,11 @@ impl Engine {
         let dictionary = IdDictionary::new(&storage);
         let audiences = AudienceStore::new(&storage);
         let handle = AudienceHandle::new(audiences.clone(), &shared_context);
+        let coupons = Coupons::open(&storage, audiences.clone())?;
         for function in crate::udf::bitmap::dictionary_functions(&dictionary)
             .into_iter()
             .chain(crate::udf::bitmap::audience_functions(&handle))
+            .chain(crate::udf::coupons::functions(&coupons))
         {
             ctx.register_udf(function);
         }
@@ -195,6 +199,17 @@ impl Engine {
             "audiences".into(),
             Arc::new(crate::catalog::audiences::table(audiences)),
         )?;
+        use crate::catalog::coupons as views;
+        for (name, table) in [
+            ("coupon_pools", views::pools(coupons.clone())),
+            ("coupon_reservations", views::reservations(coupons.clone())),
+            (
+                "coupon_reconciliation",
+                views::reconciliation(coupons.clone()),
+            ),
+        ] {
+            system.register_table(name.into(), Arc::new(table))?;
+        }
         // pg_catalog answers the catalog questions of psql, drivers and BI tools; it
         // reads the live catalog list, so tables created later appear in it.
         let roles = LoginRoles::default();
@@ -208,12 +223,19 @@ impl Engine {
             storage,
             compat: Arc::new(PostgresCompatibilityParser::new()),
             roles,
+            coupons,
         })
     }
 
     /// The login roles `pg_roles` lists: (name, superuser). The server sets its users.
     pub fn set_login_roles(&self, roles: Vec<(String, bool)>) {
         *self.roles.0.write().expect("roles lock") = roles;
+    }
+
+    /// The coupon pools and reservations of this database, for callers on the hot path
+    /// (no SQL, no network hop); the same state `reserve_coupon` and friends use.
+    pub fn coupons(&self) -> &Coupons {
+        &self.coupons
     }
 
     /// Opens a [`Session`]: its own settings, cursors and cancel handle over this
@@ -231,6 +253,7 @@ impl Engine {
             storage: self.storage.clone(),
             compat: self.compat.clone(),
             roles: self.roles.clone(),
+            coupons: self.coupons.clone(),
         }
     }
 

@@ -30,6 +30,9 @@ pub enum Error {
     /// Session state: settings, cursors, cancellation, read-only access.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A coupon pool or reservation call failed.
+    #[error(transparent)]
+    Coupons(#[from] crate::coupons::CouponError),
     /// The statement is valid SQL that martdb does not support.
     #[error("{0}")]
     Unsupported(String),
@@ -66,6 +69,7 @@ impl Error {
                 _ => "58030",
             },
             Error::Session(e) => e.sqlstate(),
+            Error::Coupons(e) => e.sqlstate(),
             Error::Unsupported(_) => "0A000",
         }
     }
@@ -108,6 +112,13 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.downcast_ref::<crate::udf::bitmap::audiences::AudienceCallError>()
             {
                 e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::coupons::CouponError>() {
+                e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::bitmap::dictionary::DictionaryError>() {
+                match e {
+                    crate::bitmap::dictionary::DictionaryError::Closed => "57P01",
+                    crate::bitmap::dictionary::DictionaryError::Store(_) => "58030",
+                }
             } else {
                 "XX000"
             }

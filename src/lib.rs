@@ -26,6 +26,7 @@
 
 pub mod bitmap;
 pub mod catalog;
+pub mod coupons;
 pub mod demo;
 mod engine;
 mod error;

@@ -158,6 +158,24 @@ impl AudienceStore {
         Ok(Some((info, bitmap)))
     }
 
+    /// The audience's metadata alone (cheap: the members are not read).
+    pub fn info(&self, name: &str) -> Result<Option<AudienceInfo>, AudienceError> {
+        let txn = self
+            .storage()?
+            .kv()
+            .begin_read()
+            .map_err(|e| self.store(e))?;
+        let infos = match txn.open_table(INFO) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.store(e)),
+        };
+        match infos.get(name).map_err(|e| self.store(e))? {
+            Some(json) => Ok(Some(self.parse_info(name, json.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every audience's metadata, by name.
     pub fn list(&self) -> Result<Vec<AudienceInfo>, AudienceError> {
         let txn = self

@@ -16,6 +16,7 @@
 pub(crate) mod audiences;
 mod cache;
 mod computed;
+pub(crate) mod coupons;
 mod data_dir;
 pub(crate) mod id_dictionary;
 mod managed;

@@ -660,7 +660,35 @@ fn check_read_only(plan: &LogicalPlan, text: &str) -> Result<()> {
             .to_uppercase();
         return Err(SessionError::ReadOnly { statement }.into());
     }
+    if let Some(function) = writing_function(plan) {
+        return Err(SessionError::ReadOnly {
+            statement: format!("{}()", function.to_uppercase()),
+        }
+        .into());
+    }
     Ok(())
+}
+
+/// The first function in `plan` that changes state outside tables (the id dictionary,
+/// audiences, coupons), which a read-only session must not call.
+fn writing_function(plan: &LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && crate::udf::WRITING_FUNCTIONS.contains(&f.name())
+                {
+                    found = Some(f.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
 }
 
 fn object_name(name: &ast::ObjectName) -> String {

@@ -5,10 +5,25 @@
 //! exist wherever a plan runs.
 
 pub mod bitmap;
+pub mod coupons;
 pub mod system;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
+
+/// Functions that change state kept outside tables; a read-only session may not call
+/// them (SQLSTATE 25006).
+pub const WRITING_FUNCTIONS: &[&str] = &[
+    "dense_id",
+    "audience_save",
+    "audience_refresh",
+    "audience_drop",
+    "reserve_coupon",
+    "redeem_coupon",
+    "release_coupon",
+    "create_coupon_pool",
+    "alter_coupon_pool",
+];
 
 /// Every martdb scalar function.
 pub fn scalar_functions() -> Vec<ScalarUDF> {

@@ -220,7 +220,11 @@ fn coerce_one(arg: &DataType, kind: Kind) -> Option<DataType> {
 }
 
 /// Arguments compared as text: strings stay strings, other scalar types are cast.
-fn coerce_text(function: &str, args: &[DataType], names: &[&str]) -> Result<Vec<DataType>> {
+pub(crate) fn coerce_text(
+    function: &str,
+    args: &[DataType],
+    names: &[&str],
+) -> Result<Vec<DataType>> {
     if args.len() != names.len() {
         return plan_err!(
             "{function} takes {} arguments ({}), not {}; no function matches",
@@ -431,11 +435,11 @@ fn all_scalar(args: &[ColumnarValue]) -> bool {
 }
 
 /// Rows to compute: one when every argument is a scalar.
-fn row_count(args: &[ColumnarValue], number_rows: usize) -> usize {
+pub(crate) fn row_count(args: &[ColumnarValue], number_rows: usize) -> usize {
     if all_scalar(args) { 1 } else { number_rows }
 }
 
-fn finish(array: ArrayRef, args: &[ColumnarValue]) -> Result<ColumnarValue> {
+pub(crate) fn finish(array: ArrayRef, args: &[ColumnarValue]) -> Result<ColumnarValue> {
     if all_scalar(args) {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
             &array, 0,

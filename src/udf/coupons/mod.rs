@@ -1,0 +1,107 @@
+//! Coupon functions: reserve, redeem and release coupons, create and change pools.
+//!
+//! They hold the engine's [`Coupons`] service, so each engine registers its own
+//! ([`functions`]). The per-row calls are async: a statement waiting for its group commit
+//! does not hold a runtime thread, so many connections share one commit. All the rows of
+//! one batch of a statement go to the committer as one command: decided in row order and
+//! committed together (one sync), all or none. A statement that fails part way keeps the
+//! batches committed before the failure; running it again with the same request keys is
+//! safe, as they answer `duplicate:…` with their first outcome.
+
+mod coupon_pool;
+mod reserve_coupon;
+mod settle_coupon;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::logical_expr::{ColumnarValue, DocSection, ScalarUDF};
+
+use crate::coupons::{CouponError, Coupons, ReserveRequest, SettleKind};
+use crate::udf::bitmap::{finish, row_count};
+
+const SECTION: DocSection = DocSection {
+    include: true,
+    label: "Coupon Functions",
+    description: Some(
+        "Reserve coupons from a pool with no overselling, per-user limits, a budget and \
+         idempotent request keys; every outcome is durable when the statement returns.",
+    ),
+};
+
+/// The coupon functions over `coupons`.
+pub fn functions(coupons: &Coupons) -> Vec<ScalarUDF> {
+    let async_udf = |f: Arc<dyn datafusion::logical_expr::async_udf::AsyncScalarUDFImpl>| {
+        AsyncScalarUDF::new(f).into_scalar_udf()
+    };
+    vec![
+        async_udf(Arc::new(reserve_coupon::ReserveCoupon::new(
+            coupons.clone(),
+        ))),
+        async_udf(Arc::new(settle_coupon::SettleCoupon::new(
+            SettleKind::Redeem,
+            coupons.clone(),
+        ))),
+        async_udf(Arc::new(settle_coupon::SettleCoupon::new(
+            SettleKind::Release,
+            coupons.clone(),
+        ))),
+        async_udf(Arc::new(coupon_pool::CouponPool::create(coupons.clone()))),
+        async_udf(Arc::new(coupon_pool::CouponPool::alter(coupons.clone()))),
+    ]
+}
+
+fn external(e: CouponError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// The arguments as text columns of `rows` rows (other types compare as their text).
+fn text_columns(args: &[ColumnarValue], rows: usize) -> Result<Vec<ArrayRef>> {
+    args.iter()
+        .map(|a| Ok(cast(&a.to_array(rows)?, &DataType::Utf8)?))
+        .collect()
+}
+
+/// (pool, user_id, request_key) of every row where none is NULL, with those rows.
+fn requests(columns: &[ArrayRef], rows: usize) -> (Vec<usize>, Vec<ReserveRequest>) {
+    let [pool, user, key] = [0, 1, 2].map(|i| columns[i].as_string::<i32>());
+    let mut at = Vec::with_capacity(rows);
+    let mut requests = Vec::with_capacity(rows);
+    for row in 0..rows {
+        if pool.is_valid(row) && user.is_valid(row) && key.is_valid(row) {
+            at.push(row);
+            requests.push(ReserveRequest {
+                pool: pool.value(row).to_string(),
+                user_id: user.value(row).to_string(),
+                request_key: key.value(row).to_string(),
+            });
+        }
+    }
+    (at, requests)
+}
+
+/// A text column with `answers` at rows `at` and NULL elsewhere.
+fn answers_column(
+    rows: usize,
+    at: &[usize],
+    answers: impl IntoIterator<Item = String>,
+    args: &[ColumnarValue],
+) -> Result<ColumnarValue> {
+    let mut by_row: Vec<Option<String>> = vec![None; rows];
+    for (&row, answer) in at.iter().zip(answers) {
+        by_row[row] = Some(answer);
+    }
+    let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    for answer in by_row {
+        out.append_option(answer);
+    }
+    finish(Arc::new(out.finish()), args)
+}
+
+fn rows_of(args: &[ColumnarValue], number_rows: usize) -> usize {
+    row_count(args, number_rows)
+}
