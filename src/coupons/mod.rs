@@ -477,3 +477,6 @@ pub(crate) fn now_micros() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 mod bitmap_differential;
 mod catalog;
 mod cli;
+mod coupons;
 mod differential;
 mod prepared;
 mod server;

@@ -534,10 +534,30 @@ async fn scram_authentication_and_read_only_role() {
         "CREATE TABLE mine (v INT)",
         "DROP TABLE kpi",
         "SET transaction_read_only = off",
+        "SELECT dense_id('user', 'x')",
+        "SELECT create_coupon_pool('p2', 5)",
+        "SELECT reserve_coupon('p', 1, 'k1')",
+        "SELECT v, release_coupon('p', v, 'k' || v) FROM kpi",
     ] {
         let err = viewer.simple_query(statement).await.unwrap_err();
         assert_eq!(err.code().unwrap().code(), "25006", "{statement}: {err}");
     }
+    // The extended protocol too.
+    admin
+        .simple_query("SELECT create_coupon_pool('p', 5)")
+        .await
+        .unwrap();
+    let err = viewer
+        .query("SELECT reserve_coupon($1::text, 1, 'k1')", &[&"p"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "25006", "{err}");
+    let reserved: i64 = admin
+        .query_one("SELECT reserved FROM martdb.coupon_pools", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reserved, 0, "the read-only user reserved nothing");
     let n: i64 = admin
         .query_one("SELECT count(*) FROM kpi", &[])
         .await
