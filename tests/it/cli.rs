@@ -344,3 +344,48 @@ fn audiences_example_matches_plain_sql() {
         "an empty audience proves little"
     );
 }
+
+/// The coupons example runs on the demo data: exactly min(stock, eligible users) are
+/// reserved, only audience members get one, and the counters reconcile.
+#[test]
+fn coupons_example_reserves_for_the_audience_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = martdb()
+        .args(["demo", "--data", data, "--users", "3000"])
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/coupons.sql");
+    let run = martdb()
+        .args(["sql", "--data", data, "-f", script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success() && run.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let check = stdout(&sql(
+        dir.path(),
+        "SELECT
+           (SELECT count(*) FROM flash_requests WHERE outcome = 'reserved'),
+           (SELECT least(200, count(DISTINCT user_id)) FROM user_tags WHERE tag = 'sports'),
+           (SELECT balanced FROM martdb.coupon_reconciliation),
+           (SELECT status FROM martdb.coupon_pools)",
+        "csv",
+    ));
+    let values: Vec<&str> = check.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(values[0], values[1], "{check}");
+    assert_ne!(values[0], "0");
+    assert_eq!(values[2..], ["true", "paused"], "{check}");
+    let outsiders = stdout(&sql(
+        dir.path(),
+        "SELECT count(*) FROM flash_requests r
+         LEFT JOIN (SELECT DISTINCT user_id FROM user_tags WHERE tag = 'sports') s
+         ON r.user_id = s.user_id
+         WHERE r.outcome = 'reserved' AND s.user_id IS NULL",
+        "csv",
+    ));
+    assert_eq!(outsiders.lines().nth(1), Some("0"), "only members reserve");
+}

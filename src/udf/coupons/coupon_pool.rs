@@ -1,17 +1,14 @@
 //! `create_coupon_pool(pool, stock [, settings])` and `alter_coupon_pool(pool, settings)`.
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::not_impl_err;
 use datafusion::error::Result;
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };
 
-use super::{answers_column, external, rows_of, text_columns};
+use super::{answers_column, external, rows_of, text_columns, wait_for_commit};
 use crate::coupons::{CouponError, Coupons, PoolSettings};
 
 const SETTINGS: &str = "A JSON object; keys (all optional): `per_user_limit` (default 1), \
@@ -125,18 +122,7 @@ impl ScalarUDFImpl for CouponPool {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        not_impl_err!("{} runs asynchronously", self.name())
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&self.documentation)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for CouponPool {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = rows_of(&args.args, args.number_rows);
         let columns = text_columns(&args.args, rows)?;
         let names = columns[0].as_string::<i32>();
@@ -165,14 +151,18 @@ impl AsyncScalarUDFImpl for CouponPool {
                             ),
                         }));
                     };
-                    self.coupons.create_pool_async(pool, stock, &settings).await
+                    wait_for_commit(|| self.coupons.create_pool(pool, stock, &settings))
                 }
-                None => self.coupons.alter_pool_async(pool, &settings).await,
+                None => wait_for_commit(|| self.coupons.alter_pool(pool, &settings)),
             }
             .map_err(external)?;
             at.push(row);
             statuses.push(info.status.as_str().to_string());
         }
         answers_column(rows, &at, statuses, &args.args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&self.documentation)
     }
 }

@@ -1,12 +1,17 @@
 //! Coupon functions: reserve, redeem and release coupons, create and change pools.
 //!
 //! They hold the engine's [`Coupons`] service, so each engine registers its own
-//! ([`functions`]). The per-row calls are async: a statement waiting for its group commit
-//! does not hold a runtime thread, so many connections share one commit. All the rows of
-//! one batch of a statement go to the committer as one command: decided in row order and
-//! committed together (one sync), all or none. A statement that fails part way keeps the
-//! batches committed before the failure; running it again with the same request keys is
-//! safe, as they answer `duplicate:…` with their first outcome.
+//! ([`functions`]). All the rows of one batch of a statement go to the committer as one
+//! command: decided in row order and committed together (one sync), all or none. A
+//! statement that fails part way keeps the batches committed before the failure; running
+//! it again with the same request keys is safe, as they answer `duplicate:…` with their
+//! first outcome.
+//!
+//! They are plain (not async) functions on purpose: DataFusion evaluates an async
+//! function for every row before the projection, even inside a `CASE` branch that does
+//! not apply, and a reservation must happen only where the query says. While one waits
+//! for its commit it gives its runtime thread up ([`wait_for_commit`]), so many
+//! connections still share one commit.
 
 mod coupon_pool;
 mod reserve_coupon;
@@ -18,7 +23,6 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::{ColumnarValue, DocSection, ScalarUDF};
 
 use crate::coupons::{CouponError, Coupons, ReserveRequest, SettleKind};
@@ -35,23 +39,18 @@ const SECTION: DocSection = DocSection {
 
 /// The coupon functions over `coupons`.
 pub fn functions(coupons: &Coupons) -> Vec<ScalarUDF> {
-    let async_udf = |f: Arc<dyn datafusion::logical_expr::async_udf::AsyncScalarUDFImpl>| {
-        AsyncScalarUDF::new(f).into_scalar_udf()
-    };
     vec![
-        async_udf(Arc::new(reserve_coupon::ReserveCoupon::new(
-            coupons.clone(),
-        ))),
-        async_udf(Arc::new(settle_coupon::SettleCoupon::new(
+        ScalarUDF::new_from_impl(reserve_coupon::ReserveCoupon::new(coupons.clone())),
+        ScalarUDF::new_from_impl(settle_coupon::SettleCoupon::new(
             SettleKind::Redeem,
             coupons.clone(),
-        ))),
-        async_udf(Arc::new(settle_coupon::SettleCoupon::new(
+        )),
+        ScalarUDF::new_from_impl(settle_coupon::SettleCoupon::new(
             SettleKind::Release,
             coupons.clone(),
-        ))),
-        async_udf(Arc::new(coupon_pool::CouponPool::create(coupons.clone()))),
-        async_udf(Arc::new(coupon_pool::CouponPool::alter(coupons.clone()))),
+        )),
+        ScalarUDF::new_from_impl(coupon_pool::CouponPool::create(coupons.clone())),
+        ScalarUDF::new_from_impl(coupon_pool::CouponPool::alter(coupons.clone())),
     ]
 }
 
@@ -104,4 +103,16 @@ fn answers_column(
 
 fn rows_of(args: &[ColumnarValue], number_rows: usize) -> usize {
     row_count(args, number_rows)
+}
+
+/// Runs `wait` (a blocking wait for the committer) without starving the runtime: on a
+/// multi-threaded runtime the thread hands its other tasks to a new worker first, so
+/// other connections keep running and their calls join the same commit.
+fn wait_for_commit<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
 }

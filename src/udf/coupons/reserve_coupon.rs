@@ -1,16 +1,13 @@
 //! `reserve_coupon(pool, user_id, request_key)`: hold one coupon of a pool for a user.
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::not_impl_err;
 use datafusion::error::Result;
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use std::sync::LazyLock;
 
-use super::{answers_column, external, requests, rows_of, text_columns};
+use super::{answers_column, external, requests, rows_of, text_columns, wait_for_commit};
 use crate::coupons::Coupons;
 
 const NAME: &str = "reserve_coupon";
@@ -87,28 +84,14 @@ impl ScalarUDFImpl for ReserveCoupon {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        not_impl_err!("{NAME} runs asynchronously")
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOCUMENTATION)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for ReserveCoupon {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = rows_of(&args.args, args.number_rows);
         let columns = text_columns(&args.args, rows)?;
         let (at, requests) = requests(&columns, rows);
         let outcomes = if requests.is_empty() {
             Vec::new()
         } else {
-            self.coupons
-                .reserve_many_async(requests)
-                .await
-                .map_err(external)?
+            wait_for_commit(|| self.coupons.reserve_many(requests)).map_err(external)?
         };
         answers_column(
             rows,
@@ -116,5 +99,9 @@ impl AsyncScalarUDFImpl for ReserveCoupon {
             outcomes.iter().map(ToString::to_string),
             &args.args,
         )
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOCUMENTATION)
     }
 }

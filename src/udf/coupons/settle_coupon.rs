@@ -1,16 +1,13 @@
 //! `redeem_coupon(pool, user_id, request_key)` and `release_coupon(…)`: settle a
 //! reservation, by the request key that made it.
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::not_impl_err;
 use datafusion::error::Result;
-use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{answers_column, external, requests, rows_of, text_columns};
+use super::{answers_column, external, requests, rows_of, text_columns, wait_for_commit};
 use crate::coupons::{Coupons, SettleKind};
 
 #[derive(Debug)]
@@ -96,28 +93,14 @@ impl ScalarUDFImpl for SettleCoupon {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        not_impl_err!("{} runs asynchronously", self.name())
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&self.documentation)
-    }
-}
-
-#[async_trait]
-impl AsyncScalarUDFImpl for SettleCoupon {
-    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = rows_of(&args.args, args.number_rows);
         let columns = text_columns(&args.args, rows)?;
         let (at, requests) = requests(&columns, rows);
         let settled = if requests.is_empty() {
             Vec::new()
         } else {
-            self.coupons
-                .settle_many_async(self.kind, requests)
-                .await
-                .map_err(external)?
+            wait_for_commit(|| self.coupons.settle_many(self.kind, requests)).map_err(external)?
         };
         answers_column(
             rows,
@@ -125,5 +108,9 @@ impl AsyncScalarUDFImpl for SettleCoupon {
             settled.iter().map(ToString::to_string),
             &args.args,
         )
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&self.documentation)
     }
 }
