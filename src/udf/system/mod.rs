@@ -4,6 +4,7 @@ pub mod current_setting;
 mod json_build_object;
 pub(crate) mod like_escape;
 mod martdb_version;
+mod octet_length;
 mod pg_collation_is_visible;
 mod pg_get_serial_sequence;
 mod to_regtype;
@@ -21,6 +22,7 @@ const SECTION: DocSection = DocSection {
 pub use json_build_object::JsonBuildObject;
 pub use like_escape::LikeEscape;
 pub use martdb_version::MartdbVersion;
+pub use octet_length::OctetLength;
 pub use pg_collation_is_visible::PgCollationIsVisible;
 pub use pg_get_serial_sequence::PgGetSerialSequence;
 pub use to_regtype::ToRegtype;
@@ -37,5 +39,6 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(LikeEscape::new()),
         ScalarUDF::new_from_impl(JsonBuildObject::new()),
         ScalarUDF::new_from_impl(PgCollationIsVisible::new()),
+        ScalarUDF::new_from_impl(OctetLength::new()),
     ]
 }
