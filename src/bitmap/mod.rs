@@ -14,7 +14,9 @@
 //! and narrow the result again when it fits.
 //!
 //! Reading validates the bytes completely (CRoaring's safe deserializer plus its internal
-//! validation), so no malformed input reaches the C code's unchecked paths.
+//! validation), so no malformed input reaches the C code's unchecked paths. The SQL
+//! functions read through [`cache::BitmapCache`], which keeps large decoded bitmaps by
+//! their bytes so that reading the same value again costs a byte comparison.
 //!
 //! ```
 //! use martdb::bitmap::Bitmap;
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod audiences;
+pub mod cache;
 pub mod dictionary;
 pub mod expr;
 

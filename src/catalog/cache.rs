@@ -14,6 +14,12 @@
 //!   never loaded (Parquet decodes to a few times its size, and a first query should not
 //!   read columns it does not need from a large table), nor is one whose decoded batches
 //!   exceed a quarter;
+//! - the one exception to the sixteenth: a table known to have at most [`FEW_ROWS`] rows
+//!   is loaded while its files take at most a quarter. So many bytes in so few rows are
+//!   large values (per-tag bitmaps, embeddings, documents) that compress little and that
+//!   queries read whole, where a cached table saves the most; the quarter on decoded
+//!   batches still bounds what is kept, and a load that exceeds it happens once per
+//!   version (the caller remembers the version as too big);
 //! - the cache changes how a scan reads, never what it returns;
 //! - the data generation grows after every commit and every change of the catalog, so a
 //!   plan that captured cached batches can tell it is stale.
@@ -23,6 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
+
+/// Rows up to which a table may have files of up to a quarter of the budget (see the
+/// module invariants).
+pub(crate) const FEW_ROWS: u64 = 65_536;
 
 /// Identifies one table object for the cache (a dropped and re-created table is a new
 /// object with a new id).
@@ -82,9 +92,15 @@ impl TableCache {
         Some(entry.batches.clone())
     }
 
-    /// Whether a table with `file_bytes` of Parquet is worth loading.
-    pub(crate) fn admits(&self, file_bytes: u64) -> bool {
-        self.budget > 0 && file_bytes <= (self.budget / 16) as u64
+    /// Whether a table with `file_bytes` of Parquet and `rows` rows (from the table's
+    /// statistics; `None` when some file has none) is worth loading.
+    pub(crate) fn admits_table(&self, file_bytes: u64, rows: Option<u64>) -> bool {
+        let share = if rows.is_some_and(|rows| rows <= FEW_ROWS) {
+            4
+        } else {
+            16
+        };
+        self.budget > 0 && file_bytes <= (self.budget / share) as u64
     }
 
     /// Keeps `batches` as `table` at `version`, evicting least recently used entries to
@@ -175,10 +191,26 @@ mod tests {
     #[test]
     fn refuses_large_files_and_large_batches() {
         let cache = TableCache::new(1600);
-        assert!(!cache.admits(101));
-        assert!(cache.admits(100));
+        assert!(!cache.admits_table(101, None));
+        assert!(cache.admits_table(100, None));
         assert!(!cache.insert(cache.register(), 0, batch(10_000)));
         assert_eq!(cache.used_bytes(), 0);
-        assert!(!TableCache::new(0).admits(0));
+        assert!(!TableCache::new(0).admits_table(0, None));
+    }
+
+    #[test]
+    fn few_rows_may_take_a_quarter_in_files() {
+        let cache = TableCache::new(1600);
+        // Few rows in many bytes: large values (bitmaps), up to a quarter.
+        assert!(cache.admits_table(400, Some(100)));
+        assert!(cache.admits_table(400, Some(FEW_ROWS)));
+        assert!(!cache.admits_table(401, Some(100)));
+        // Many rows, or rows unknown: a sixteenth, as before.
+        assert!(!cache.admits_table(101, Some(FEW_ROWS + 1)));
+        assert!(cache.admits_table(100, Some(FEW_ROWS + 1)));
+        assert!(!cache.admits_table(101, None));
+        assert!(!TableCache::new(0).admits_table(0, Some(1)));
+        // What is kept is still bounded by the decoded quarter.
+        assert!(!cache.insert(cache.register(), 0, batch(10_000)));
     }
 }

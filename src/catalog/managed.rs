@@ -63,22 +63,31 @@ struct Current {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
     version: i64,
-    /// Bytes of the version's Parquet files (what the table cache admits by), summed once
-    /// per version rather than on every scan.
+    /// Bytes of the version's Parquet files and its rows (`None` when a file has no
+    /// statistics): what the table cache admits by, summed once per version rather than on
+    /// every scan.
     file_bytes: u64,
+    rows: Option<u64>,
 }
 
 impl Current {
     fn new(table: DeltaTable, provider: Arc<dyn TableProvider>) -> Self {
         let version = table.version().map_or(-1, |v| v as i64);
-        let file_bytes = table.snapshot().map_or(u64::MAX, |s| {
-            s.log_data().iter().map(|f| f.size().max(0) as u64).sum()
+        let (file_bytes, rows) = table.snapshot().map_or((u64::MAX, None), |s| {
+            let files = s.log_data();
+            let bytes = files.iter().map(|f| f.size().max(0) as u64).sum();
+            let rows = files
+                .iter()
+                .map(|f| f.num_records().map(|n| n as u64))
+                .sum();
+            (bytes, rows)
         });
         Current {
             table,
             provider,
             version,
             file_bytes,
+            rows,
         }
     }
 }
@@ -217,12 +226,13 @@ impl ManagedTable {
     }
 
     /// The provider, version and Parquet bytes readers see now.
-    fn snapshot(&self) -> (Arc<dyn TableProvider>, i64, u64) {
+    fn snapshot(&self) -> (Arc<dyn TableProvider>, i64, u64, Option<u64>) {
         let current = self.current.read().expect("lock");
         (
             current.provider.clone(),
             current.version,
             current.file_bytes,
+            current.rows,
         )
     }
 
@@ -232,11 +242,11 @@ impl ManagedTable {
         let Some((cache, id)) = &self.cache else {
             return Ok(None);
         };
-        let (provider, version, bytes) = self.snapshot();
+        let (provider, version, bytes, rows) = self.snapshot();
         if let Some(batches) = cache.get(*id, version) {
             return Ok(Some(batches));
         }
-        if !cache.admits(bytes) || self.too_big.load(Ordering::Acquire) == version {
+        if !cache.admits_table(bytes, rows) || self.too_big.load(Ordering::Acquire) == version {
             return Ok(None);
         }
         let _loading = self.load_lock.lock().await;

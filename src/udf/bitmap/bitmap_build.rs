@@ -9,7 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{ArgRef, IntArrayArg, Kind, coerce, finish, row_count};
+use super::{ArgRef, IntArrayArg, Kind, coerce, finish, row_count, write_bitmap};
 use crate::bitmap::BitmapBuilder;
 
 const NAME: &str = "bitmap_build";
@@ -73,7 +73,7 @@ impl ScalarUDFImpl for BitmapBuild {
             let mut builder = BitmapBuilder::default();
             if ids.for_each(row, |id| builder.add(id))? {
                 bytes.clear();
-                builder.finish().write_bytes(&mut bytes);
+                write_bitmap(builder.finish(), &mut bytes);
                 out.append_value(&bytes);
             } else {
                 out.append_null();

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{ArgRef, BitmapArg, Kind, coerce, finish, row_count};
+use super::{ArgRef, BitmapArg, Kind, coerce, finish, row_count, write_bitmap};
 use crate::bitmap::SetOp;
 
 /// One function of this file.
@@ -185,7 +185,7 @@ impl ScalarUDFImpl for BitmapSetOp {
                 match (left.get(row)?, right.get(row)?) {
                     (Some(a), Some(b)) => {
                         bytes.clear();
-                        a.combine(&b, self.op).write_bytes(&mut bytes);
+                        write_bitmap(a.combine(&b, self.op), &mut bytes);
                         out.append_value(&bytes);
                     }
                     _ => out.append_null(),

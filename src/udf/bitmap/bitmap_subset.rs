@@ -10,7 +10,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{ArgRef, BitmapArg, IntArg, Kind, coerce, finish, row_count};
+use super::{ArgRef, BitmapArg, IntArg, Kind, coerce, finish, row_count, write_bitmap};
 use crate::bitmap::Bitmap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,7 +157,7 @@ impl ScalarUDFImpl for BitmapSubset {
                 Part::Offset => bitmap.sub_bitmap(a, b),
             };
             bytes.clear();
-            part.write_bytes(&mut bytes);
+            write_bitmap(part, &mut bytes);
             out.append_value(&bytes);
         }
         finish(Arc::new(out.finish()), &args.args)

@@ -9,7 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{ArgRef, BitmapArg, IntArrayArg, Kind, coerce, finish, row_count};
+use super::{ArgRef, BitmapArg, IntArrayArg, Kind, coerce, finish, row_count, write_bitmap};
 
 const NAME: &str = "bitmap_transform";
 
@@ -92,7 +92,7 @@ impl ScalarUDFImpl for BitmapTransform {
             };
             let replaced = bitmap.transform(&from, &to).map_err(|e| to_arg.error(e))?;
             bytes.clear();
-            replaced.write_bytes(&mut bytes);
+            write_bitmap(replaced, &mut bytes);
             out.append_value(&bytes);
         }
         finish(Arc::new(out.finish()), &args.args)

@@ -27,7 +27,6 @@ mod bitmap_transform;
 mod dense_id;
 mod external_id;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -38,6 +37,7 @@ use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{AggregateUDF, ColumnarValue, DocSection, ScalarUDF};
 
+use crate::bitmap::cache::BitmapCache;
 use crate::bitmap::dictionary::IdDictionary;
 use crate::bitmap::{Bitmap, BitmapError};
 
@@ -152,8 +152,12 @@ impl ArgRef {
         }))
     }
 
-    fn bitmap(self, bytes: &[u8]) -> Result<Bitmap> {
-        Bitmap::from_bytes(bytes).map_err(|e| self.error(e))
+    /// The bitmap of an argument's bytes, through the shared cache (a large value read
+    /// before costs a byte comparison, not a validation).
+    fn bitmap(self, bytes: &[u8]) -> Result<Arc<Bitmap>> {
+        BitmapCache::global()
+            .decode(bytes)
+            .map_err(|e| self.error(e))
     }
 
     fn id_i64(self, value: i64) -> Result<u64> {
@@ -302,7 +306,7 @@ impl<'a> BinaryColumn<'a> {
 
 /// A bitmap argument: one value for all rows (read once) or one per row.
 enum BitmapArg<'a> {
-    Scalar(Option<Bitmap>),
+    Scalar(Option<Arc<Bitmap>>),
     Array(BinaryColumn<'a>, ArgRef),
 }
 
@@ -325,13 +329,10 @@ impl<'a> BitmapArg<'a> {
         })
     }
 
-    fn get(&self, row: usize) -> Result<Option<Cow<'_, Bitmap>>> {
+    fn get(&self, row: usize) -> Result<Option<Arc<Bitmap>>> {
         match self {
-            BitmapArg::Scalar(b) => Ok(b.as_ref().map(Cow::Borrowed)),
-            BitmapArg::Array(array, arg) => match array.get(row) {
-                None => Ok(None),
-                Some(bytes) => arg.bitmap(bytes).map(|b| Some(Cow::Owned(b))),
-            },
+            BitmapArg::Scalar(b) => Ok(b.clone()),
+            BitmapArg::Array(array, arg) => array.get(row).map(|b| arg.bitmap(b)).transpose(),
         }
     }
 }
@@ -447,6 +448,18 @@ pub(crate) fn finish(array: ArrayRef, args: &[ColumnarValue]) -> Result<Columnar
     } else {
         Ok(ColumnarValue::Array(array))
     }
+}
+
+/// Appends `bitmap`'s bytes to `out`, remembered by the shared cache so that a function
+/// reading them next (`bitmap_cardinality(bitmap_and(a, b))`, an aggregate's final step)
+/// does not validate them again.
+pub(crate) fn write_bitmap(bitmap: Bitmap, out: &mut Vec<u8>) {
+    BitmapCache::global().encode_owned(bitmap, out)
+}
+
+/// [`write_bitmap`] for a bitmap that is shared.
+pub(crate) fn write_shared(bitmap: &Arc<Bitmap>, out: &mut Vec<u8>) {
+    BitmapCache::global().encode(bitmap, out)
 }
 
 /// Ids leave martdb as bigint; a bitmap may hold u64 ids beyond its range.

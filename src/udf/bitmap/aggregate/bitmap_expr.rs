@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 use super::{TaggedBitmaps, coerce_tagged, constant_text, tagged_state_field};
 use crate::bitmap::expr::TagExpr;
 use crate::bitmap::{Bitmap, BitmapError};
-use crate::udf::bitmap::ArgRef;
+use crate::udf::bitmap::{ArgRef, write_bitmap};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct BitmapExpr {
@@ -178,11 +178,13 @@ impl Accumulator for ExprAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let slots = &self.tagged.slots;
-        let lookup = |i: usize| slots[i].as_ref();
+        let lookup = |i: usize| slots[i].as_deref();
         Ok(if self.count {
             ScalarValue::Int64(Some(self.expr.cardinality(&lookup) as i64))
         } else {
-            ScalarValue::Binary(Some(self.expr.evaluate(&lookup).to_bytes()))
+            let mut bytes = Vec::new();
+            write_bitmap(self.expr.evaluate(&lookup), &mut bytes);
+            ScalarValue::Binary(Some(bytes))
         })
     }
 

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 
 use super::{add_ids, bitmap_state_field, for_each_bitmap};
 use crate::bitmap::{Bitmap, BitmapBuilder};
-use crate::udf::bitmap::{ArgRef, Kind, coerce};
+use crate::udf::bitmap::{ArgRef, Kind, coerce, write_bitmap};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GroupBitmap {
@@ -172,15 +172,17 @@ impl Accumulator for IdAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(
-            self.builder.snapshot().to_bytes(),
-        ))])
+        let mut bytes = Vec::new();
+        write_bitmap(self.builder.snapshot(), &mut bytes);
+        Ok(vec![ScalarValue::Binary(Some(bytes))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let bitmap = self.builder.snapshot();
         Ok(if self.bitmap {
-            ScalarValue::Binary(Some(bitmap.to_bytes()))
+            let mut bytes = Vec::new();
+            write_bitmap(bitmap, &mut bytes);
+            ScalarValue::Binary(Some(bytes))
         } else {
             ScalarValue::Int64(Some(bitmap.cardinality() as i64))
         })
@@ -218,12 +220,12 @@ impl IdGroups {
     }
 }
 
-fn to_binary(bitmaps: &[Bitmap]) -> ArrayRef {
+fn to_binary(bitmaps: Vec<Bitmap>) -> ArrayRef {
     let mut out = BinaryBuilder::with_capacity(bitmaps.len(), 0);
     let mut bytes = Vec::new();
     for bitmap in bitmaps {
         bytes.clear();
-        bitmap.write_bytes(&mut bytes);
+        write_bitmap(bitmap, &mut bytes);
         out.append_value(&bytes);
     }
     Arc::new(out.finish())
@@ -266,7 +268,7 @@ impl GroupsAccumulator for IdGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let bitmaps = self.bitmaps(emit_to);
         Ok(if self.bitmap {
-            to_binary(&bitmaps)
+            to_binary(bitmaps)
         } else {
             Arc::new(Int64Array::from_iter_values(
                 bitmaps.iter().map(|b| b.cardinality() as i64),
@@ -275,7 +277,7 @@ impl GroupsAccumulator for IdGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![to_binary(&self.bitmaps(emit_to))])
+        Ok(vec![to_binary(self.bitmaps(emit_to))])
     }
 
     /// One single-id bitmap per row, for when DataFusion skips partial aggregation.

@@ -1,6 +1,8 @@
 //! `group_bitmap_and/or/xor(bitmap)` (the cardinality) and their `_state` forms (the
 //! bitmap): one set operation folded over a column of bitmaps, per group.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::ScalarValue;
@@ -12,7 +14,7 @@ use datafusion::logical_expr::{
 
 use super::{bitmap_state_field, for_each_bitmap};
 use crate::bitmap::{Bitmap, SetOp};
-use crate::udf::bitmap::{ArgRef, Kind, coerce};
+use crate::udf::bitmap::{ArgRef, Kind, coerce, write_shared};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GroupBitmapCombine {
@@ -175,8 +177,9 @@ impl AggregateUDFImpl for GroupBitmapCombine {
 
 #[derive(Debug)]
 struct CombineAccumulator {
-    /// None until the first bitmap: for AND, "no rows yet" is not the empty set.
-    folded: Option<Bitmap>,
+    /// None until the first bitmap: for AND, "no rows yet" is not the empty set. Shared
+    /// with the bitmap cache until it changes.
+    folded: Option<Arc<Bitmap>>,
     op: SetOp,
     bitmap: bool,
     arg: ArgRef,
@@ -187,7 +190,7 @@ impl CombineAccumulator {
         for_each_bitmap(values, self.arg, None, |_, bitmap| {
             match &mut self.folded {
                 None => self.folded = Some(bitmap),
-                Some(folded) => folded.combine_in_place(&bitmap, self.op),
+                Some(folded) => Arc::make_mut(folded).combine_in_place(&bitmap, self.op),
             }
             Ok(())
         })
@@ -205,22 +208,25 @@ impl Accumulator for CombineAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(
-            self.folded.as_ref().map(Bitmap::to_bytes),
-        )])
+        Ok(vec![ScalarValue::Binary(self.folded.as_ref().map(|b| {
+            let mut bytes = Vec::new();
+            write_shared(b, &mut bytes);
+            bytes
+        }))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let empty = Bitmap::new();
-        let folded = self.folded.as_ref().unwrap_or(&empty);
+        let folded = self.folded.clone().unwrap_or_default();
         Ok(if self.bitmap {
-            ScalarValue::Binary(Some(folded.to_bytes()))
+            let mut bytes = Vec::new();
+            write_shared(&folded, &mut bytes);
+            ScalarValue::Binary(Some(bytes))
         } else {
             ScalarValue::Int64(Some(folded.cardinality() as i64))
         })
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.folded.as_ref().map_or(0, Bitmap::serialized_size)
+        std::mem::size_of_val(self) + self.folded.as_ref().map_or(0, |b| b.serialized_size())
     }
 }

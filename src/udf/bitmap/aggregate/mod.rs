@@ -22,7 +22,7 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use super::{ArgRef, BinaryColumn};
+use super::{ArgRef, BinaryColumn, write_shared};
 use crate::bitmap::Bitmap;
 
 pub fn functions() -> Vec<AggregateUDF> {
@@ -100,12 +100,13 @@ fn add_ids(
     Ok(())
 }
 
-/// Calls `f` with the bitmap of every non-NULL, selected row of `values` (Binary).
+/// Calls `f` with the bitmap of every non-NULL, selected row of `values` (Binary), shared
+/// with the bitmap cache (`Arc::make_mut` before changing it).
 fn for_each_bitmap(
     values: &ArrayRef,
     arg: ArgRef,
     filter: Option<&BooleanArray>,
-    mut f: impl FnMut(usize, Bitmap) -> Result<()>,
+    mut f: impl FnMut(usize, Arc<Bitmap>) -> Result<()>,
 ) -> Result<()> {
     let Some(bytes) = BinaryColumn::new(values) else {
         return Ok(()); // a NULL-typed column: no bitmaps
@@ -139,11 +140,12 @@ fn constant_text(expr: &Arc<dyn PhysicalExpr>, arg: ArgRef) -> Result<Option<Str
 }
 
 /// Bitmaps collected per tag (for `intersect_count` and `bitmap_expr`): each tag's
-/// slot holds the union of the bitmaps of the rows carrying that tag. The partial state
-/// is a list with one bitmap per slot, NULL for a tag no row carried.
+/// slot holds the union of the bitmaps of the rows carrying that tag (the row's own
+/// bitmap, shared with the bitmap cache, while it is the only one). The partial state is
+/// a list with one bitmap per slot, NULL for a tag no row carried.
 #[derive(Debug)]
 struct TaggedBitmaps {
-    slots: Vec<Option<Bitmap>>,
+    slots: Vec<Option<Arc<Bitmap>>>,
     index: std::collections::HashMap<String, usize>,
     bitmap_arg: ArgRef,
 }
@@ -162,9 +164,9 @@ impl TaggedBitmaps {
         }
     }
 
-    fn add(&mut self, slot: usize, bitmap: Bitmap) {
+    fn add(&mut self, slot: usize, bitmap: Arc<Bitmap>) {
         match &mut self.slots[slot] {
-            Some(union) => union.combine_in_place(&bitmap, crate::bitmap::SetOp::Or),
+            Some(union) => Arc::make_mut(union).combine_in_place(&bitmap, crate::bitmap::SetOp::Or),
             empty => *empty = Some(bitmap),
         }
     }
@@ -214,7 +216,13 @@ impl TaggedBitmaps {
         let slots: Vec<ScalarValue> = self
             .slots
             .iter()
-            .map(|b| ScalarValue::Binary(b.as_ref().map(Bitmap::to_bytes)))
+            .map(|b| {
+                ScalarValue::Binary(b.as_ref().map(|b| {
+                    let mut bytes = Vec::new();
+                    write_shared(b, &mut bytes);
+                    bytes
+                }))
+            })
             .collect();
         ScalarValue::List(ScalarValue::new_list_nullable(&slots, &DataType::Binary))
     }
@@ -225,7 +233,7 @@ impl TaggedBitmaps {
                 .slots
                 .iter()
                 .flatten()
-                .map(Bitmap::serialized_size)
+                .map(|b| b.serialized_size())
                 .sum::<usize>()
     }
 }
