@@ -125,7 +125,10 @@ fn run(mut ledger: Ledger, inbox: Receiver<Command>) {
         let first = match inbox.recv_timeout(until_next_expiry(&ledger)) {
             Ok(command) => Some(command),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                ledger.close();
+                return;
+            }
         };
         let mut batch: Vec<Command> = first.into_iter().collect();
         while batch.len() < MAX_COMMANDS {

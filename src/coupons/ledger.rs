@@ -6,7 +6,13 @@
 //!   its first outcome);
 //! - `coupon_holds`: (pool, user) → coupons the user holds (reserved or redeemed);
 //! - `coupon_expiries`: (expiry, request key) for reservations still held, so expiry
-//!   finds what is due without a scan.
+//!   finds what is due without a scan;
+//! - `coupon_journal`: the sequence number of the last batch applied, written with the
+//!   batch (see `journal.rs`).
+//!
+//! A batch is decided from its commands, the clock it runs at and the audience answers it
+//! reads, nothing else; so the journal's record of those three decides it again, the same
+//! way, after a crash.
 //!
 //! The [`Ledger`] is owned by the committer thread alone: its pool map is the committed
 //! state, replaced by the batch's copy only once the batch has committed.
@@ -17,6 +23,7 @@ use std::sync::{Arc, Weak};
 use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::journal::{Journal, Record};
 use super::{
     CouponError, Outcome, PoolSettings, PoolStatus, ReserveRequest, SettleKind, Settlement,
 };
@@ -28,6 +35,7 @@ const POOLS: TableDefinition<&str, &str> = TableDefinition::new("coupon_pools");
 const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("coupon_requests");
 const HOLDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("coupon_holds");
 const EXPIRIES: TableDefinition<(i64, &str), ()> = TableDefinition::new("coupon_expiries");
+const JOURNAL_SEQ: TableDefinition<(), u64> = TableDefinition::new("coupon_journal");
 
 /// Expired reservations processed per batch at most, so that a burst of expiries does
 /// not delay the callers of one batch for long.
@@ -162,6 +170,7 @@ impl Reconciliation {
 }
 
 /// One command of a batch.
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Work {
     Reserve(Vec<ReserveRequest>),
     Settle(SettleKind, Vec<ReserveRequest>),
@@ -191,6 +200,16 @@ pub(crate) struct Ledger {
     members: HashMap<String, (i64, Arc<Bitmap>)>,
     /// The earliest expiry still held, as of the last commit.
     next_expiry: Option<i64>,
+    journal: Journal,
+    /// The sequence number of the last batch applied.
+    seq: u64,
+    /// Audience answers of the batch being decided: recorded for the journal, or (while
+    /// replaying it) the recorded ones, taken in order.
+    members_asked: Vec<bool>,
+    replaying: Option<std::vec::IntoIter<bool>>,
+    /// Set when a batch committed to redb could be made durable neither in the journal
+    /// nor by a redb sync: deciding more would build on a state a crash may take back.
+    stopped: Option<String>,
 }
 
 /// The tables one batch writes.
@@ -221,47 +240,142 @@ impl Ledger {
             .into_iter()
             .map(|p| (p.name.clone(), p))
             .collect();
+        let path = storage.state_dir().join("coupons.journal");
+        let (journal, records) = Journal::open(&path).map_err(|e| journal_err(&path, e))?;
         let mut ledger = Ledger {
             storage: Arc::downgrade(storage),
             audiences,
             pools,
             members: HashMap::new(),
             next_expiry: None,
+            journal,
+            seq: read_seq(storage)?,
+            members_asked: Vec::new(),
+            replaying: None,
+            stopped: None,
         };
+        let replayed = ledger.replay(storage, records)?;
+        if replayed > 0 {
+            tracing::info!(batches = replayed, "coupon journal replayed");
+        }
+        ledger.checkpoint(storage)?;
         // Create the tables, and expire what fell due while the database was closed.
         ledger.run(&[])?;
         Ok(ledger)
+    }
+
+    /// Decides again the journaled batches redb lost in a crash, with their clocks and
+    /// audience answers; returns how many.
+    fn replay(&mut self, storage: &Storage, records: Vec<Record>) -> Result<usize, CouponError> {
+        let mut replayed = 0;
+        for record in records {
+            if record.seq <= self.seq {
+                continue; // redb holds it already
+            }
+            if record.seq != self.seq + 1 {
+                return Err(CouponError::Damaged {
+                    key: "coupons.journal".into(),
+                    message: format!(
+                        "the journal goes on at batch {} but the state store ends at batch {}",
+                        record.seq, self.seq
+                    ),
+                });
+            }
+            self.replaying = Some(record.members.into_iter());
+            let result = self.run_on(storage, &record.works, record.now);
+            self.replaying = None;
+            result?;
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+
+    /// Makes redb durable up to the last batch and starts the journal over.
+    fn checkpoint(&mut self, storage: &Storage) -> Result<(), CouponError> {
+        let txn = storage
+            .kv()
+            .begin_write()
+            .map_err(|e| store_err(storage, e))?;
+        write_seq(storage, &txn, self.seq)?;
+        txn.commit().map_err(|e| store_err(storage, e))?;
+        self.journal.restart();
+        Ok(())
     }
 
     pub(crate) fn next_expiry(&self) -> Option<i64> {
         self.next_expiry
     }
 
-    /// Decides and commits one batch. The outer error fails every command (nothing was
-    /// committed); an inner error fails one command, which then wrote nothing.
+    /// Decides one batch and makes it durable. The outer error fails every command
+    /// (nothing was committed); an inner error fails one command, which then wrote
+    /// nothing.
     pub(crate) fn run(
         &mut self,
         works: &[Work],
     ) -> Result<Vec<Result<Done, CouponError>>, CouponError> {
-        let storage = self.storage.upgrade().ok_or(CouponError::Closed)?;
-        let result = self.run_on(&storage, works);
-        if result.is_err() {
-            // Whatever the failed batch decided is gone with its transaction.
-            self.members.clear();
+        if let Some(why) = &self.stopped {
+            return Err(CouponError::BatchFailed(why.clone()));
         }
-        result
+        let storage = self.storage.upgrade().ok_or(CouponError::Closed)?;
+        let now = super::now_micros();
+        self.members_asked.clear();
+        let answers = match self.run_on(&storage, works, now) {
+            Ok(answers) => answers,
+            Err(e) => {
+                // Whatever the failed batch decided is gone with its transaction.
+                self.members.clear();
+                return Err(e);
+            }
+        };
+        let journaled = self
+            .journal
+            .append(self.seq, now, works, &self.members_asked);
+        if let Err(e) = journaled {
+            tracing::warn!(error = %e, "coupon journal append failed; syncing the state store");
+            if let Err(sync) = self.checkpoint(&storage) {
+                let why = format!(
+                    "coupon state could not be made durable (journal: {e}; state store: \
+                     {sync}); restart martdb to recover from the journal"
+                );
+                tracing::error!("{why}");
+                self.stopped = Some(why);
+                return Err(sync);
+            }
+        } else if self.journal.wants_checkpoint()
+            && let Err(e) = self.checkpoint(&storage)
+        {
+            // The batch is durable in the journal, which goes on growing until one works.
+            tracing::warn!(error = %e, "coupon checkpoint failed");
+        }
+        Ok(answers)
     }
 
+    /// Makes redb durable (at a clean shutdown), so that the next open replays nothing.
+    pub(crate) fn close(&mut self) {
+        if self.stopped.is_some() {
+            return;
+        }
+        if let Some(storage) = self.storage.upgrade()
+            && let Err(e) = self.checkpoint(&storage)
+        {
+            tracing::warn!(error = %e, "coupon checkpoint at shutdown failed; the journal has every batch");
+        }
+    }
+
+    /// Decides `works` at `now` and commits them to redb without a sync, with the next
+    /// sequence number.
     fn run_on(
         &mut self,
         storage: &Storage,
         works: &[Work],
+        now: i64,
     ) -> Result<Vec<Result<Done, CouponError>>, CouponError> {
-        let now = super::now_micros();
-        let txn = storage
+        let mut txn = storage
             .kv()
             .begin_write()
             .map_err(|e| store_err(storage, e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| CouponError::BatchFailed(e.to_string()))?;
         let mut batch = Batch {
             storage,
             now,
@@ -319,7 +433,9 @@ impl Ledger {
                     .map_err(|e| store_err(storage, e))?;
             }
         }
+        write_seq(storage, &txn, self.seq + 1)?;
         txn.commit().map_err(|e| store_err(storage, e))?;
+        self.seq += 1;
         self.pools = batch.pools;
         self.next_expiry = next_expiry;
         Ok(answers)
@@ -423,6 +539,18 @@ impl Ledger {
     /// Whether `user_id` (a dense id) is in the saved audience; an audience that does not
     /// exist (or was dropped) has no members.
     fn is_member(&mut self, audience: &str, user_id: &str) -> Result<bool, CouponError> {
+        if let Some(recorded) = &mut self.replaying {
+            return recorded.next().ok_or_else(|| CouponError::Damaged {
+                key: "coupons.journal".into(),
+                message: "a batch asks more audience questions than its record answers".into(),
+            });
+        }
+        let member = self.read_member(audience, user_id)?;
+        self.members_asked.push(member);
+        Ok(member)
+    }
+
+    fn read_member(&mut self, audience: &str, user_id: &str) -> Result<bool, CouponError> {
         let Ok(id) = user_id.parse::<u64>() else {
             return Ok(false);
         };
@@ -443,6 +571,37 @@ impl Ledger {
             );
         }
         Ok(self.members[audience].1.contains(id))
+    }
+}
+
+fn journal_err(path: &std::path::Path, e: std::io::Error) -> CouponError {
+    CouponError::Store(crate::storage::StorageError::io(
+        format!("coupon journal {}", path.display()),
+        e,
+    ))
+}
+
+fn write_seq(storage: &Storage, txn: &redb::WriteTransaction, seq: u64) -> Result<(), CouponError> {
+    let mut table = txn
+        .open_table(JOURNAL_SEQ)
+        .map_err(|e| store_err(storage, e))?;
+    table.insert((), seq).map_err(|e| store_err(storage, e))?;
+    Ok(())
+}
+
+/// The sequence number of the last batch redb holds (0 before the first).
+fn read_seq(storage: &Storage) -> Result<u64, CouponError> {
+    let txn = storage
+        .kv()
+        .begin_read()
+        .map_err(|e| store_err(storage, e))?;
+    match txn.open_table(JOURNAL_SEQ) {
+        Ok(table) => Ok(table
+            .get(())
+            .map_err(|e| store_err(storage, e))?
+            .map_or(0, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(store_err(storage, e)),
     }
 }
 

@@ -17,11 +17,16 @@
 //! - per pool, `reserved + redeemed <= stock`; per pool and user, the coupons held
 //!   (reserved or redeemed) never exceed the per-user limit; the face values held never
 //!   exceed the budget;
-//! - an outcome is returned only after the redb transaction that records it has committed
-//!   durably (fsync). Callers that arrive while a commit is on disk are decided and
-//!   committed together in the next transaction (group commit): throughput comes from
-//!   batching the syncs, not from skipping them. A batch that fails to commit leaves no
-//!   trace and every caller in it gets the error;
+//! - an outcome is returned only after its batch is durable: decided and committed to
+//!   redb without a sync, then appended to the journal and synced (`journal.rs` says why
+//!   and how a restart replays it). Callers that arrive while a batch is on disk are
+//!   decided and synced together in the next one (group commit): throughput comes from
+//!   batching the syncs, not from skipping them. A batch that fails before its sync fails
+//!   for every caller in it; one that fails in the journal is made durable by a redb
+//!   sync instead, or the service stops deciding until a restart replays the journal;
+//! - other sessions may read a batch (`martdb.coupon_pools`) between its redb commit and
+//!   its sync, as with Redis: a crash in that window loses what they saw, never what a
+//!   caller was told;
 //! - a pool's counters are written in the same transaction as the reservations that change
 //!   them, so a restart reads exact remaining stock; [`Coupons::reconcile`] recounts them
 //!   from the reservations themselves;
@@ -30,9 +35,9 @@
 //!   late, which then answers `expired`).
 //!
 //! Why redb: it is the state store every capability shares (one file, crash-safe
-//! copy-on-write B-trees with checksummed commits), it gives one writer at a time, which is
-//! the model here anyway, and its commit is one fsync, so one commit per batch is the
-//! whole durability cost.
+//! copy-on-write B-trees with checksummed commits) and it gives one writer at a time,
+//! which is the model here anyway. Why a journal beside it: a redb commit syncs every page
+//! its batch touched, and random keys touch many; the journal syncs one small append.
 //!
 //! ```
 //! # use martdb::coupons::{Coupons, Outcome, PoolSettings};
@@ -52,6 +57,7 @@
 //! ```
 
 mod committer;
+pub(crate) mod journal;
 mod ledger;
 
 use std::sync::{Arc, Weak};
@@ -225,7 +231,7 @@ pub struct PoolSettings {
 }
 
 /// One reserve call of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReserveRequest {
     pub pool: String,
     pub user_id: String,
@@ -233,7 +239,7 @@ pub struct ReserveRequest {
 }
 
 /// Redeem or release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SettleKind {
     Redeem,
     Release,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::bitmap::Bitmap;
 use crate::storage::StorageOptions;
 
 fn open(dir: &std::path::Path) -> (Arc<Storage>, Coupons) {
@@ -156,4 +157,69 @@ fn concurrent_callers_never_oversell() {
     let info = pool(&coupons, "hot");
     assert_eq!((info.reserved, info.refused), (40, 8 * 40 - 40));
     assert!(coupons.reconcile().unwrap().iter().all(|r| r.balanced()));
+}
+
+/// A copy of the data directory taken while the service runs is what a crash leaves:
+/// redb at its last synced commit, the journal with every acknowledged batch. Opening it
+/// decides the journaled batches again with their recorded audience answers, even after
+/// the audience changed.
+#[test]
+fn the_journal_restores_acknowledged_batches_as_decided() {
+    let live = tempfile::tempdir().unwrap();
+    let (storage, coupons) = open(live.path());
+    let audiences = AudienceStore::new(&storage);
+    audiences
+        .save("vip", "test", &Bitmap::from_values([1, 2]))
+        .unwrap();
+    let settings = PoolSettings {
+        audience: Some("vip".into()),
+        ..Default::default()
+    };
+    coupons.create_pool("vip-only", 10, &settings).unwrap();
+    assert_eq!(
+        coupons.reserve("vip-only", "1", "k1").unwrap(),
+        Outcome::Reserved
+    );
+    assert_eq!(
+        coupons.reserve("vip-only", "3", "k3").unwrap(),
+        Outcome::NotEligible
+    );
+    assert_eq!(
+        coupons.redeem("vip-only", "1", "k1").unwrap(),
+        Settlement::Redeemed
+    );
+    let expected = coupons.reservations().unwrap();
+
+    let crashed = tempfile::tempdir().unwrap();
+    let state = live.path().join(crate::storage::STATE_DIR);
+    let copy = crashed.path().join(crate::storage::STATE_DIR);
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in std::fs::read_dir(&state).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), copy.join(file.file_name())).unwrap();
+    }
+    let options = StorageOptions {
+        create_if_missing: true,
+        ..Default::default()
+    };
+    let restored = Arc::new(Storage::open(crashed.path().to_str().unwrap(), &options).unwrap());
+    // The audience changes before the journal is replayed.
+    AudienceStore::new(&restored)
+        .save("vip", "test", &Bitmap::from_values([3]))
+        .unwrap();
+    let again = Coupons::open(&restored, AudienceStore::new(&restored)).unwrap();
+    assert_eq!(again.reservations().unwrap(), expected);
+    let info = pool(&again, "vip-only");
+    assert_eq!((info.redeemed, info.refused, info.remaining()), (1, 1, 9));
+    assert!(again.reconcile().unwrap().iter().all(|r| r.balanced()));
+    // Replayed batches keep their keys: a retry answers the first outcome.
+    assert_eq!(
+        again.reserve("vip-only", "3", "k3").unwrap(),
+        Outcome::Duplicate(Box::new(Outcome::NotEligible))
+    );
+    // New calls see the new audience.
+    assert_eq!(
+        again.reserve("vip-only", "3", "k4").unwrap(),
+        Outcome::Reserved
+    );
 }

@@ -221,6 +221,13 @@ impl Storage {
         &self.kv
     }
 
+    /// The directory of the state store, for state kept beside it.
+    pub(crate) fn state_dir(&self) -> &Path {
+        self.kv_path
+            .parent()
+            .expect("the state store is a file in a directory")
+    }
+
     /// Wraps a state-store error with the store's path.
     pub fn kv_error(&self, e: impl Into<redb::Error>) -> StorageError {
         StorageError::State {
