@@ -22,6 +22,8 @@ pub(crate) mod id_dictionary;
 mod managed;
 mod system;
 
+pub(crate) use computed::ComputedExec;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 

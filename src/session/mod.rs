@@ -313,6 +313,10 @@ impl Session {
         prepared: &PreparedQuery,
         params: &ParamValues,
     ) -> Result<SendableRecordBatchStream> {
+        if self.read_only {
+            // Before the generic plan: a kept plan may call functions that write.
+            check_read_only(prepared.plan(), prepared.text())?;
+        }
         let key = PlanKey {
             data_generation: self.engine.data_generation(),
             session_epoch: self.plan_epoch.load(Ordering::Acquire),

@@ -11,9 +11,11 @@
 //! - a generic plan is used only under the data generation of the engine and the plan
 //!   epoch of the session it was made under: any commit, DDL or session statement
 //!   (`SET` ...) makes the next execution plan again;
-//! - a plan becomes generic only if it is a query, every leaf reads cached batches (or
-//!   no table), and every function in it besides the parameters is immutable (so
-//!   `now()` is never frozen); a generic plan returns what a fresh plan would;
+//! - a plan becomes generic only if it is a query, every leaf reads cached batches, a
+//!   computed table (rows computed at each execution) or no table, and no function in it
+//!   is stable: the planner folds stable functions into constants (`now()` would be
+//!   frozen), while volatile ones (`random()`, `reserve_coupon`) are never folded and
+//!   run at every execution; a generic plan returns what a fresh plan would;
 //! - one execution at a time uses a generic plan (its parameter values are set before
 //!   it runs and read while it streams); another execution meanwhile plans afresh.
 
@@ -21,13 +23,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::expr::{Cast, Placeholder};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -39,6 +41,8 @@ use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
+
+use crate::catalog::ComputedExec;
 
 /// What a generic plan was made under; it is valid while both are unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,7 @@ pub(crate) struct GenericPlan {
 impl PreparedQuery {
     /// Wraps the logical plan of the statement `text` (`$n` placeholders in it).
     pub(crate) fn new(plan: LogicalPlan, text: String) -> DFResult<Self> {
+        let plan = typed_by_casts(plan)?;
         let mut parameter_types: Vec<Option<DataType>> = Vec::new();
         for (id, data_type) in plan.get_parameter_types()? {
             if let Some(i) = placeholder_index(&id) {
@@ -159,7 +164,7 @@ impl PreparedQuery {
 
     /// The plan with each `$n` replaced by a function reading slot `n` of the returned
     /// parameter slot; `None` when the plan cannot be generic (a non-query, a parameter
-    /// of unknown type, a function that is not immutable).
+    /// of unknown type, a stable function).
     pub(crate) fn generic_logical(&self) -> Option<(LogicalPlan, Arc<ParamSlot>)> {
         if !is_cacheable_query(&self.plan) {
             return None;
@@ -194,8 +199,47 @@ impl PreparedQuery {
     }
 }
 
-/// Queries only (no writes, DDL or session statements), and no function that may
-/// return something else at another time.
+/// `plan` with each untyped `$n` written as `$n::type` typed `type`, as in PostgreSQL:
+/// DataFusion infers a parameter's type from a comparison with a column, not from a
+/// cast, and a statement such as `SELECT reserve_coupon($1::text, ...)` would otherwise
+/// describe its parameters as unknown and could not keep a generic plan. Where that
+/// conflicts with a type inferred elsewhere (`$1::text` and `$1 = id`), `plan` is
+/// returned as it was and the conflict is left to the planner's own inference.
+fn typed_by_casts(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    let typed = plan
+        .clone()
+        .transform_up_with_subqueries(|node| {
+            node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::Cast(Cast { expr, field }) => match *expr {
+                        Expr::Placeholder(Placeholder { id, field: None }) => {
+                            let typed = Field::new("", field.data_type().clone(), true);
+                            Ok(Transformed::yes(Expr::Cast(Cast {
+                                expr: Box::new(Expr::Placeholder(Placeholder {
+                                    id,
+                                    field: Some(Arc::new(typed)),
+                                })),
+                                field,
+                            })))
+                        }
+                        expr => Ok(Transformed::no(Expr::Cast(Cast {
+                            expr: Box::new(expr),
+                            field,
+                        }))),
+                    },
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?
+        .data;
+    Ok(match typed.get_parameter_types() {
+        Ok(_) => typed,
+        Err(_) => plan,
+    })
+}
+
+/// Queries only (no writes, DDL or session statements), and no stable function: the
+/// planner would fold it into the value it has at planning time.
 fn is_cacheable_query(plan: &LogicalPlan) -> bool {
     let mut ok = true;
     let _ = plan.apply_with_subqueries(|node| {
@@ -217,7 +261,7 @@ fn is_cacheable_query(plan: &LogicalPlan) -> bool {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility != Volatility::Immutable
+                    && f.func.signature().volatility == Volatility::Stable
                 {
                     ok = false;
                     return Ok(TreeNodeRecursion::Stop);
@@ -229,12 +273,13 @@ fn is_cacheable_query(plan: &LogicalPlan) -> bool {
     ok
 }
 
-/// The rows `plan` reads when every leaf reads batches already in memory (or no
-/// table); `None` when some leaf reads files.
+/// The rows `plan` reads when every leaf reads batches already in memory, a computed
+/// table (counted as none: its rows are not known before it runs) or no table; `None`
+/// when some leaf reads files.
 pub(crate) fn rows_in_memory(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     let children = plan.children();
     if children.is_empty() {
-        if plan.is::<PlaceholderRowExec>() || plan.is::<EmptyExec>() {
+        if plan.is::<PlaceholderRowExec>() || plan.is::<EmptyExec>() || plan.is::<ComputedExec>() {
             return Some(0);
         }
         let exec = plan.downcast_ref::<DataSourceExec>()?;

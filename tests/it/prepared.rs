@@ -208,3 +208,66 @@ async fn a_parameter_of_another_type_is_cast_or_rejected() {
     assert_eq!(run(&session, &lookup, 11).await.unwrap(), ["acct_11"]);
     assert!(lookup.has_generic_plan());
 }
+
+async fn texts(session: &Session, query: &PreparedQuery, params: &[&str]) -> Vec<String> {
+    let params = ParamValues::List(
+        params
+            .iter()
+            .map(|p| ScalarValue::Utf8(Some(p.to_string())).into())
+            .collect(),
+    );
+    let batches: Vec<RecordBatch> = session
+        .execute_prepared(query, &params)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    crate::rows(&batches)
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_kept_plan_runs_volatile_functions_and_reads_computed_tables_at_each_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    engine
+        .sql("SELECT create_coupon_pool('p', 3, '{}')")
+        .await
+        .unwrap();
+    let session = engine.session();
+    let reserve = session
+        .prepare("SELECT reserve_coupon('p', $1::text, $2::text)")
+        .await
+        .unwrap();
+    let remaining = session
+        .prepare("SELECT remaining FROM martdb.coupon_pools WHERE pool = $1::text")
+        .await
+        .unwrap();
+    assert_eq!(texts(&session, &remaining, &["p"]).await, ["3"]);
+    let mut outcomes = Vec::new();
+    for user in ["u1", "u2", "u1", "u3", "u4"] {
+        let key = format!("k-{user}-{}", outcomes.len());
+        outcomes.extend(texts(&session, &reserve, &[user, &key]).await);
+        assert!(
+            reserve.has_generic_plan(),
+            "reserve_coupon is volatile, not stable"
+        );
+    }
+    assert_eq!(
+        outcomes,
+        ["reserved", "reserved", "user_limit", "reserved", "sold_out"]
+    );
+    // A retried key is answered from the ledger, not from anything kept in the plan.
+    assert_eq!(
+        texts(&session, &reserve, &["u1", "k-u1-0"]).await,
+        ["duplicate:reserved"]
+    );
+    assert_eq!(texts(&session, &remaining, &["p"]).await, ["0"]);
+    assert!(
+        remaining.has_generic_plan(),
+        "a computed table is read at each execution"
+    );
+}

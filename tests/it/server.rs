@@ -149,6 +149,23 @@ async fn simple_and_extended_queries_with_tokio_postgres() {
         let name: String = client.query_one(&statement, &[&id]).await.unwrap().get(0);
         assert_eq!(name, expected);
     }
+    // As in PostgreSQL, `$n::type` gives the parameter that type.
+    let cast = client
+        .prepare("SELECT upper($1::text), $2::int4")
+        .await
+        .unwrap();
+    assert_eq!(
+        cast.params(),
+        &[
+            tokio_postgres::types::Type::TEXT,
+            tokio_postgres::types::Type::INT4
+        ]
+    );
+    let row = client.query_one(&cast, &[&"ab", &41i32]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("AB".into(), 41)
+    );
     // Driver connection chatter is accepted.
     client
         .batch_execute("SET application_name = 'it'; BEGIN; COMMIT")
