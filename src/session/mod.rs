@@ -317,6 +317,13 @@ impl Session {
             // Before the generic plan: a kept plan may call functions that write.
             check_read_only(prepared.plan(), prepared.text())?;
         }
+        if let Some(direct) = prepared.direct() {
+            let watch = self.watch();
+            let stream = watch
+                .run(async { Ok(direct.execute(params).await?) })
+                .await?;
+            return Ok(watch.guard(stream));
+        }
         let key = PlanKey {
             data_generation: self.engine.data_generation(),
             session_epoch: self.plan_epoch.load(Ordering::Acquire),

@@ -7,6 +7,11 @@
 //! statement keeps one *generic* physical plan in which each `$n` is a function that
 //! reads the value bound for the current execution (PostgreSQL's generic plans).
 //!
+//! A statement that is nothing but one call of a function with a direct form, such as
+//! `SELECT reserve_coupon($1::text, $2::text, $3::text)` (the hot path of a flash sale
+//! over the wire), has no plan at all: each execution awaits the function's direct call
+//! with the bound values.
+//!
 //! Invariants:
 //! - a generic plan is used only under the data generation of the engine and the plan
 //!   epoch of the session it was made under: any commit, DDL or session statement
@@ -17,13 +22,17 @@
 //!   frozen), while volatile ones (`random()`, `reserve_coupon`) are never folded and
 //!   run at every execution; a generic plan returns what a fresh plan would;
 //! - one execution at a time uses a generic plan (its parameter values are set before
-//!   it runs and read while it streams); another execution meanwhile plans afresh.
+//!   it runs and read while it streams); another execution meanwhile plans afresh;
+//! - a direct call returns the row, the column name and type and the errors the planned
+//!   statement would; the read-only check of the session comes first, as for a plan.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
@@ -32,17 +41,19 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Cast, Placeholder};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, EmptyRelation, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
 
 use crate::catalog::ComputedExec;
+use crate::udf::DirectCall;
 
 /// What a generic plan was made under; it is valid while both are unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +72,37 @@ pub struct PreparedQuery {
     /// out once rather than at every execution.
     parameter_types: Vec<Option<DataType>>,
     generic: Mutex<Generic>,
+    direct: Option<DirectStatement>,
+}
+
+/// A statement that is one call of a function with a direct form
+/// ([`crate::udf::direct_call`]) on literals and parameters, such as `SELECT
+/// reserve_coupon('spring', $1::text, $2::text)`: it runs without a plan, and the call
+/// awaits its commit instead of holding a runtime thread.
+pub(crate) struct DirectStatement {
+    call: DirectCall,
+    args: Vec<DirectArg>,
+    /// The statement's result: one column, as planned.
+    schema: SchemaRef,
+}
+
+#[derive(Debug)]
+enum DirectArg {
+    Value(ScalarValue),
+    /// `$n`, cast to the type when written `$n::type`.
+    Param {
+        index: usize,
+        cast: Option<DataType>,
+    },
+}
+
+impl std::fmt::Debug for DirectStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectStatement")
+            .field("args", &self.args)
+            .field("schema", &self.schema)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -95,10 +137,21 @@ impl PreparedQuery {
         }
         Ok(PreparedQuery {
             text,
+            direct: DirectStatement::of(&plan),
             plan,
             parameter_types,
             generic: Mutex::new(Generic::Untried),
         })
+    }
+
+    /// Whether executions run the statement's one function call directly, without a plan
+    /// (see [`crate::udf::direct_call`]).
+    pub fn runs_directly(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    pub(crate) fn direct(&self) -> Option<&DirectStatement> {
+        self.direct.as_ref()
     }
 
     /// The type of each positional parameter, `$1` first.
@@ -196,6 +249,95 @@ impl PreparedQuery {
             .ok()?
             .data;
         Some((plan, slot))
+    }
+}
+
+impl DirectStatement {
+    /// The direct form of `plan` when it is `SELECT f(args)` with no `FROM`, `f` has a
+    /// direct form, and every argument is a literal, `$n` or `$n::type`.
+    fn of(plan: &LogicalPlan) -> Option<DirectStatement> {
+        let LogicalPlan::Projection(projection) = plan else {
+            return None;
+        };
+        let LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: true,
+            ..
+        }) = projection.input.as_ref()
+        else {
+            return None;
+        };
+        let [expr] = projection.expr.as_slice() else {
+            return None;
+        };
+        let Expr::ScalarFunction(function) = expr.clone().unalias() else {
+            return None;
+        };
+        let call = crate::udf::direct_call(&function.func)?;
+        let args = function
+            .args
+            .iter()
+            .map(|arg| match arg {
+                Expr::Literal(value, _) => Some(DirectArg::Value(value.clone())),
+                Expr::Placeholder(placeholder) => Some(DirectArg::Param {
+                    index: placeholder_index(&placeholder.id)?,
+                    cast: None,
+                }),
+                Expr::Cast(Cast { expr, field }) => match expr.as_ref() {
+                    Expr::Placeholder(placeholder) => Some(DirectArg::Param {
+                        index: placeholder_index(&placeholder.id)?,
+                        cast: Some(field.data_type().clone()),
+                    }),
+                    Expr::Literal(value, _) => {
+                        Some(DirectArg::Value(value.cast_to(field.data_type()).ok()?))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(DirectStatement {
+            call,
+            args,
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+        })
+    }
+
+    /// Runs the call with `params` bound to its `$n`: one row, as the planned statement
+    /// returns it.
+    pub(crate) async fn execute(
+        &self,
+        params: &ParamValues,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let mut args = Vec::with_capacity(self.args.len());
+        for arg in &self.args {
+            args.push(match arg {
+                DirectArg::Value(value) => value.clone(),
+                DirectArg::Param { index, cast } => {
+                    let value = params
+                        .get_placeholders_with_values(&format!("${}", index + 1))?
+                        .into_inner()
+                        .0;
+                    match cast {
+                        Some(data_type) if value.data_type() != *data_type => {
+                            value.cast_to(data_type)?
+                        }
+                        _ => value,
+                    }
+                }
+            });
+        }
+        let value = (self.call)(args).await?;
+        let field = self.schema.field(0);
+        let mut column = value.to_array()?;
+        if column.data_type() != field.data_type() {
+            column = cast(&column, field.data_type())?;
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), vec![column])?;
+        Ok(Box::pin(MemoryStream::try_new(
+            vec![batch],
+            self.schema.clone(),
+            None,
+        )?))
     }
 }
 

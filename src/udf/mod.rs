@@ -8,8 +8,13 @@ pub mod bitmap;
 pub mod coupons;
 pub mod system;
 
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 
 /// Functions that change state kept outside tables; a read-only session may not call
 /// them (SQLSTATE 25006).
@@ -24,6 +29,18 @@ pub const WRITING_FUNCTIONS: &[&str] = &[
     "create_coupon_pool",
     "alter_coupon_pool",
 ];
+
+/// One call of a scalar function on its argument values, awaited rather than run inside
+/// a plan: a function that waits for a durable commit gives its caller's task up while it
+/// waits instead of blocking a thread (see [`direct_call`]).
+pub(crate) type DirectCall =
+    Arc<dyn Fn(Vec<ScalarValue>) -> BoxFuture<'static, Result<ScalarValue>> + Send + Sync>;
+
+/// The direct form of `udf`, for the functions that have one (the coupon calls); it
+/// returns what `udf` returns for one row of the same arguments.
+pub(crate) fn direct_call(udf: &ScalarUDF) -> Option<DirectCall> {
+    coupons::direct_call(udf)
+}
 
 /// Every martdb scalar function.
 pub fn scalar_functions() -> Vec<ScalarUDF> {

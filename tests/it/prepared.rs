@@ -238,10 +238,12 @@ async fn a_kept_plan_runs_volatile_functions_and_reads_computed_tables_at_each_e
         .await
         .unwrap();
     let session = engine.session();
+    // Two columns: not a single direct call, so a plan (kept) runs the function.
     let reserve = session
-        .prepare("SELECT reserve_coupon('p', $1::text, $2::text)")
+        .prepare("SELECT reserve_coupon('p', $1::text, $2::text), 1 AS planned")
         .await
         .unwrap();
+    assert!(!reserve.runs_directly());
     let remaining = session
         .prepare("SELECT remaining FROM martdb.coupon_pools WHERE pool = $1::text")
         .await
@@ -258,16 +260,112 @@ async fn a_kept_plan_runs_volatile_functions_and_reads_computed_tables_at_each_e
     }
     assert_eq!(
         outcomes,
-        ["reserved", "reserved", "user_limit", "reserved", "sold_out"]
+        [
+            "reserved|1",
+            "reserved|1",
+            "user_limit|1",
+            "reserved|1",
+            "sold_out|1"
+        ]
     );
     // A retried key is answered from the ledger, not from anything kept in the plan.
     assert_eq!(
         texts(&session, &reserve, &["u1", "k-u1-0"]).await,
-        ["duplicate:reserved"]
+        ["duplicate:reserved|1"]
     );
     assert_eq!(texts(&session, &remaining, &["p"]).await, ["0"]);
     assert!(
         remaining.has_generic_plan(),
         "a computed table is read at each execution"
     );
+}
+
+async fn run_values(
+    session: &Session,
+    query: &PreparedQuery,
+    params: Vec<ScalarValue>,
+) -> martdb::Result<(datafusion::arrow::datatypes::SchemaRef, Vec<Vec<String>>)> {
+    let params = ParamValues::List(params.into_iter().map(Into::into).collect());
+    let stream = session.execute_prepared(query, &params).await?;
+    let schema = stream.schema();
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    Ok((schema, crate::rows(&batches)))
+}
+
+/// `SELECT reserve_coupon(...)` alone runs the call without a plan; it must answer as the
+/// planned statement does, row, name and errors alike.
+#[tokio::test]
+async fn a_direct_call_answers_as_the_planned_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir, None).await;
+    engine
+        .sql("SELECT create_coupon_pool('p', 2, '{}')")
+        .await
+        .unwrap();
+    let session = engine.session();
+    let direct = session
+        .prepare("SELECT reserve_coupon('p', $1::text, $2::text) AS outcome")
+        .await
+        .unwrap();
+    assert!(direct.runs_directly());
+    let planned = session
+        .prepare("SELECT outcome FROM (SELECT reserve_coupon('p', $1::text, $2::text) AS outcome)")
+        .await
+        .unwrap();
+    assert!(!planned.runs_directly());
+    let text = |s: &str| ScalarValue::Utf8(Some(s.into()));
+    let cases = [
+        (vec![text("u1"), text("a")], "reserved"),
+        (vec![text("u1"), text("a")], "duplicate:reserved"),
+        (vec![text("u1"), text("b")], "user_limit"),
+        // A client that binds an integer: cast to text as `$1::text` says.
+        (vec![ScalarValue::Int64(Some(7)), text("c")], "reserved"),
+        (vec![text("u3"), text("d")], "sold_out"),
+        (vec![ScalarValue::Utf8(None), text("e")], ""),
+    ];
+    for (params, expected) in cases {
+        let (schema, rows) = run_values(&session, &direct, params.clone()).await.unwrap();
+        assert_eq!(rows, [[expected.to_string()]]);
+        assert_eq!(schema.field(0).name(), "outcome");
+        // The planned statement, with the same arguments, gives the same answer now.
+        let replayed = match expected {
+            "reserved" => "duplicate:reserved",
+            "user_limit" => "duplicate:user_limit",
+            "sold_out" => "duplicate:sold_out",
+            other => other,
+        };
+        let (planned_schema, rows) = run_values(&session, &planned, params).await.unwrap();
+        assert_eq!(rows, [[replayed.to_string()]]);
+        assert_eq!(planned_schema, schema);
+    }
+    // A key reused for another user, and an unknown pool: the same errors both ways.
+    for params in [vec![text("u9"), text("a")]] {
+        let direct_err = run_values(&session, &direct, params.clone())
+            .await
+            .unwrap_err();
+        let planned_err = run_values(&session, &planned, params).await.unwrap_err();
+        assert!(
+            direct_err.to_string().contains("request key"),
+            "{direct_err}"
+        );
+        assert_eq!(direct_err.to_string(), planned_err.to_string());
+        assert_eq!(direct_err.sqlstate(), planned_err.sqlstate());
+    }
+    let unknown = session
+        .prepare("SELECT reserve_coupon('nope', $1::text, $2::text)")
+        .await
+        .unwrap();
+    let err = run_values(&session, &unknown, vec![text("u1"), text("z")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "42704", "{err}");
+    let released = session
+        .prepare("SELECT release_coupon('p', $1::text, $2::text)")
+        .await
+        .unwrap();
+    assert!(released.runs_directly());
+    let (_, rows) = run_values(&session, &released, vec![text("u1"), text("a")])
+        .await
+        .unwrap();
+    assert_eq!(rows, [["released"]]);
 }

@@ -22,8 +22,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, DocSection, ScalarUDF};
+use futures::FutureExt;
 
 use crate::coupons::{CouponError, Coupons, ReserveRequest, SettleKind};
 use crate::udf::bitmap::{finish, row_count};
@@ -52,6 +54,76 @@ pub fn functions(coupons: &Coupons) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(coupon_pool::CouponPool::create(coupons.clone())),
         ScalarUDF::new_from_impl(coupon_pool::CouponPool::alter(coupons.clone())),
     ]
+}
+
+/// One call of `reserve_coupon`, `redeem_coupon` or `release_coupon` that awaits its
+/// commit instead of blocking a thread for it: what a prepared `SELECT
+/// reserve_coupon($1, $2, $3)` runs ([`DirectCall`](crate::udf::DirectCall)). It answers
+/// exactly as the function does for one row.
+pub(crate) fn direct_call(udf: &ScalarUDF) -> Option<crate::udf::DirectCall> {
+    let inner = udf.inner();
+    if let Some(reserve) = inner.downcast_ref::<reserve_coupon::ReserveCoupon>() {
+        let coupons = reserve.coupons.clone();
+        return Some(Arc::new(move |args| {
+            let coupons = coupons.clone();
+            async move {
+                let Some(request) = request_of(&args)? else {
+                    return Ok(ScalarValue::Utf8(None));
+                };
+                let outcomes = coupons
+                    .reserve_many_async(vec![request])
+                    .await
+                    .map_err(external)?;
+                Ok(ScalarValue::Utf8(
+                    outcomes.into_iter().next().map(|o| o.to_string()),
+                ))
+            }
+            .boxed()
+        }));
+    }
+    if let Some(settle) = inner.downcast_ref::<settle_coupon::SettleCoupon>() {
+        let (kind, coupons) = (settle.kind, settle.coupons.clone());
+        return Some(Arc::new(move |args| {
+            let coupons = coupons.clone();
+            async move {
+                let Some(request) = request_of(&args)? else {
+                    return Ok(ScalarValue::Utf8(None));
+                };
+                let settled = coupons
+                    .settle_many_async(kind, vec![request])
+                    .await
+                    .map_err(external)?;
+                Ok(ScalarValue::Utf8(
+                    settled.into_iter().next().map(|s| s.to_string()),
+                ))
+            }
+            .boxed()
+        }));
+    }
+    None
+}
+
+/// The request of one call's `(pool, user_id, request_key)`, each as its text (as
+/// [`text_columns`] casts them); `None` when one is NULL.
+fn request_of(args: &[ScalarValue]) -> Result<Option<ReserveRequest>> {
+    let mut texts = Vec::with_capacity(args.len());
+    for arg in args {
+        match arg.cast_to(&DataType::Utf8)? {
+            ScalarValue::Utf8(Some(text)) => texts.push(text),
+            _ => return Ok(None),
+        }
+    }
+    let Ok([pool, user_id, request_key]) = <[String; 3]>::try_from(texts) else {
+        return Err(DataFusionError::Plan(format!(
+            "a coupon call takes 3 arguments, found {}",
+            args.len()
+        )));
+    };
+    Ok(Some(ReserveRequest {
+        pool,
+        user_id,
+        request_key,
+    }))
 }
 
 fn external(e: CouponError) -> DataFusionError {

@@ -14,7 +14,7 @@ const NAME: &str = "reserve_coupon";
 
 #[derive(Debug)]
 pub struct ReserveCoupon {
-    coupons: Coupons,
+    pub(super) coupons: Coupons,
     signature: Signature,
 }
 

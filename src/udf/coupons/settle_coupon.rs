@@ -12,8 +12,8 @@ use crate::coupons::{Coupons, SettleKind};
 
 #[derive(Debug)]
 pub struct SettleCoupon {
-    kind: SettleKind,
-    coupons: Coupons,
+    pub(super) kind: SettleKind,
+    pub(super) coupons: Coupons,
     signature: Signature,
     documentation: Documentation,
 }
