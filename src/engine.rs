@@ -17,7 +17,6 @@ use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{CopyTarget, Statement as Sql};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role as PgRole};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::{StreamExt, TryStreamExt};
 
@@ -27,6 +26,7 @@ use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, SYSTEM_SCHEMA, TableCache,
 };
 use crate::coupons::Coupons;
+use crate::rewrite::compat::CompatParser;
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::udf::bitmap::audiences::AudienceHandle;
@@ -82,7 +82,7 @@ pub struct Engine {
     storage: Arc<Storage>,
     /// PostgreSQL client SQL -> SQL DataFusion plans (psql's `\d` queries, `::regclass`,
     /// `= ANY(array)`, ...).
-    compat: Arc<PostgresCompatibilityParser>,
+    compat: Arc<CompatParser>,
     roles: LoginRoles,
     coupons: Coupons,
 }
@@ -221,7 +221,7 @@ impl Engine {
             shared_context,
             catalog,
             storage,
-            compat: Arc::new(PostgresCompatibilityParser::new()),
+            compat: Arc::new(CompatParser::new()),
             roles,
             coupons,
         })
@@ -320,7 +320,8 @@ impl Engine {
 
     /// Plans one parsed statement without running it (`$n` placeholders stay in the plan).
     pub async fn plan(&self, statement: Statement) -> Result<LogicalPlan> {
-        Ok(self.ctx.state().statement_to_plan(statement).await?)
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        Ok(crate::rewrite::scalar_subquery::rewrite(plan)?)
     }
 
     /// Runs a planned statement, e.g. one whose `$n` placeholders a client bound. `text` is

@@ -114,6 +114,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::coupons::CouponError>() {
                 e.sqlstate()
+            } else if e
+                .downcast_ref::<crate::rewrite::scalar_subquery::MoreThanOneRow>()
+                .is_some()
+            {
+                crate::rewrite::scalar_subquery::CARDINALITY_VIOLATION
             } else if let Some(e) = e.downcast_ref::<crate::bitmap::dictionary::DictionaryError>() {
                 match e {
                     crate::bitmap::dictionary::DictionaryError::Closed => "57P01",

@@ -5,8 +5,14 @@
 //!   DataFusion takes only the backslash as the escape character, so a literal pattern is
 //!   rewritten to the backslash form (`'pg/_%'` to `'pg\_%'`) and any other pattern `p`
 //!   to `like_escape(p, '/')`, which does the same when the query runs.
+//! - Correlated scalar subqueries that are not aggregates, in the logical plan
+//!   ([`scalar_subquery`]).
+//! - Before these, the compatibility rules of `datafusion-pg-catalog` ([`compat`]).
 //!
 //! Invariant: a rewrite never changes what a statement means.
+
+pub(crate) mod compat;
+pub(crate) mod scalar_subquery;
 
 use std::ops::ControlFlow;
 
