@@ -20,6 +20,7 @@ pub(crate) mod coupons;
 mod data_dir;
 pub(crate) mod id_dictionary;
 mod managed;
+pub(crate) mod pg_index;
 mod system;
 
 pub(crate) use computed::ComputedExec;

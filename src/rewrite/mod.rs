@@ -5,6 +5,9 @@
 //!   DataFusion takes only the backslash as the escape character, so a literal pattern is
 //!   rewritten to the backslash form (`'pg/_%'` to `'pg\_%'`) and any other pattern `p`
 //!   to `like_escape(p, '/')`, which does the same when the query runs.
+//! - `generate_subscripts` and `_pg_expandarray`, set-returning functions of catalog
+//!   queries, as `unnest` of arrays ([`set_returning`]).
+//! - `(composite).field` as `get_field(composite, 'field')` ([`composite_field`]).
 //! - Correlated scalar subqueries that are not aggregates, in the logical plan
 //!   ([`scalar_subquery`]).
 //! - Before these, the compatibility rules of `datafusion-pg-catalog` ([`compat`]).
@@ -17,8 +20,8 @@ pub(crate) mod scalar_subquery;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, Statement, Value, visit_expressions_mut,
+    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Statement, Value, visit_expressions_mut,
 };
 
 use crate::udf::system::like_escape::to_backslash_escapes;
@@ -27,6 +30,8 @@ use crate::udf::system::like_escape::to_backslash_escapes;
 pub(crate) fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
         like_escape(expr);
+        set_returning(expr);
+        composite_field(expr);
         ControlFlow::<()>::Continue(())
     });
 }
@@ -75,18 +80,106 @@ fn like_escape(expr: &mut Expr) {
 
 /// `like_escape(pattern, 'escape')`.
 fn like_escape_call(pattern: Expr, escape: char) -> Expr {
+    call(
+        "like_escape",
+        vec![
+            pattern,
+            Expr::value(Value::SingleQuotedString(escape.to_string())),
+        ],
+    )
+}
+
+/// Set-returning functions of PostgreSQL's catalog queries, as `unnest` of an array:
+/// - `generate_subscripts(a, d)` (SQLAlchemy's primary-key reflection) becomes
+///   `unnest(generate_series(1, array_length(a, d)))`;
+/// - `information_schema._pg_expandarray(a)` (pgjdbc's `getPrimaryKeys`) becomes
+///   `unnest(_pg_expandarray(a))`.
+///
+/// Several `unnest` in one select list are zipped, as PostgreSQL zips set-returning
+/// functions there, so each subscript meets its element.
+fn set_returning(expr: &mut Expr) {
+    let Expr::Function(function) = expr else {
+        return;
+    };
+    let Some(name) = function
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.to_ascii_lowercase())
+    else {
+        return;
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return;
+    };
+    let args: Option<Vec<Expr>> = list
+        .args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(args) = args else {
+        return;
+    };
+    let array = match (name.as_str(), args.as_slice()) {
+        ("generate_subscripts", [array, dimension]) => call(
+            "generate_series",
+            vec![
+                Expr::value(Value::Number("1".into(), false)),
+                call("array_length", vec![array.clone(), dimension.clone()]),
+            ],
+        ),
+        (crate::udf::system::pg_expandarray::NAME, [array]) => call(
+            crate::udf::system::pg_expandarray::NAME,
+            vec![array.clone()],
+        ),
+        _ => return,
+    };
+    *expr = call("unnest", vec![array]);
+}
+
+/// `(composite).field` (pgjdbc reads `(i.keys).x`): DataFusion takes only `['field']`
+/// there, so it becomes `get_field(composite, 'field')`.
+fn composite_field(expr: &mut Expr) {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return;
+    };
+    if !matches!(root.as_ref(), Expr::Nested(_)) {
+        return;
+    }
+    let fields: Option<Vec<String>> = access_chain
+        .iter()
+        .map(|access| match access {
+            AccessExpr::Dot(Expr::Identifier(ident)) => Some(ident.value.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(fields) = fields else {
+        return;
+    };
+    *expr = fields.into_iter().fold((**root).clone(), |value, field| {
+        call(
+            "get_field",
+            vec![value, Expr::value(Value::SingleQuotedString(field))],
+        )
+    });
+}
+
+/// `name(args)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("like_escape")]),
+        name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(pattern)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                    Value::SingleQuotedString(escape.to_string()),
-                ))),
-            ],
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
@@ -117,6 +210,23 @@ mod tests {
             .remove(0);
         rewrite(&mut statement);
         statement.to_string()
+    }
+
+    #[test]
+    fn set_returning_functions_become_unnest() {
+        assert_eq!(
+            rewritten("SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM pg_index i"),
+            "SELECT unnest(i.indkey), unnest(generate_series(1, array_length(i.indkey, 1))) \
+             FROM pg_index i"
+        );
+        assert_eq!(
+            rewritten("SELECT information_schema._pg_expandarray(i.indkey) AS keys FROM i"),
+            "SELECT unnest(_pg_expandarray(i.indkey)) AS keys FROM i"
+        );
+        assert_eq!(
+            rewritten("SELECT (i.keys).x FROM i WHERE a.b.c = 1"),
+            "SELECT get_field((i.keys), 'x') FROM i WHERE a.b.c = 1"
+        );
     }
 
     #[test]

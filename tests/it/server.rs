@@ -655,22 +655,7 @@ async fn tls_with_sslmode_require() {
     result.unwrap();
 }
 
-/// Client checks that fail today, each for a missing piece of PostgreSQL compatibility
-/// (listed in issue 3). The test fails if one of them starts passing, so this list only
-/// ever shrinks.
-const KNOWN_GAPS: &[&str] = &[
-    // Reflecting a Table asks for its primary key too (below).
-    "sqlalchemy[psycopg] select() on reflected Table",
-    "sqlalchemy[psycopg2] select() on reflected Table",
-    // unnest(pg_index.indkey): indkey is not an array in the emulated pg_index.
-    "sqlalchemy[psycopg] get_pk_constraint(shop_orders) is empty",
-    "sqlalchemy[psycopg2] get_pk_constraint(shop_orders) is empty",
-    // pgjdbc's primary-key query calls information_schema._pg_expandarray().
-    "getPrimaryKeys(shop_orders) is empty",
-];
-
-/// Runs a client check program (tests/clients/) and asserts that every check passed
-/// except the known gaps, which must still fail.
+/// Runs a client check program (tests/clients/) and asserts that every check passed.
 fn run_check(what: &str, command: &mut std::process::Command) {
     let output = command
         .output()
@@ -682,26 +667,13 @@ fn run_check(what: &str, command: &mut std::process::Command) {
         stdout.contains("ok connect"),
         "{what} did not connect:\n{stdout}\n{stderr}"
     );
-    let known = |line: &str| {
-        KNOWN_GAPS
-            .iter()
-            .any(|gap| line.starts_with(&format!("FAIL {gap}: ")))
-    };
-    let unexpected: Vec<&str> = stdout
+    let failed: Vec<&str> = stdout
         .lines()
-        .filter(|line| line.starts_with("FAIL ") && !known(line))
+        .filter(|line| line.starts_with("FAIL "))
         .collect();
     assert!(
-        unexpected.is_empty(),
-        "{what}: failed {unexpected:?}:\n{stdout}\n{stderr}"
-    );
-    let fixed: Vec<&str> = stdout
-        .lines()
-        .filter(|line| KNOWN_GAPS.iter().any(|gap| line == &format!("ok {gap}")))
-        .collect();
-    assert!(
-        fixed.is_empty(),
-        "{what}: {fixed:?} pass now: remove them from KNOWN_GAPS"
+        failed.is_empty(),
+        "{what}: failed {failed:?}:\n{stdout}\n{stderr}"
     );
 }
 

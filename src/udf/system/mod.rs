@@ -6,6 +6,8 @@ pub(crate) mod like_escape;
 mod martdb_version;
 mod octet_length;
 mod pg_collation_is_visible;
+pub(crate) mod pg_expandarray;
+mod pg_get_indexdef;
 mod pg_get_serial_sequence;
 mod to_regtype;
 mod version;
@@ -24,6 +26,8 @@ pub use like_escape::LikeEscape;
 pub use martdb_version::MartdbVersion;
 pub use octet_length::OctetLength;
 pub use pg_collation_is_visible::PgCollationIsVisible;
+pub use pg_expandarray::PgExpandArray;
+pub use pg_get_indexdef::PgGetIndexdef;
 pub use pg_get_serial_sequence::PgGetSerialSequence;
 pub use to_regtype::ToRegtype;
 pub use version::Version;
@@ -38,6 +42,8 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(PgGetSerialSequence::new()),
         ScalarUDF::new_from_impl(LikeEscape::new()),
         ScalarUDF::new_from_impl(JsonBuildObject::new()),
+        ScalarUDF::new_from_impl(PgExpandArray::new()),
+        ScalarUDF::new_from_impl(PgGetIndexdef::new()),
         ScalarUDF::new_from_impl(PgCollationIsVisible::new()),
         ScalarUDF::new_from_impl(OctetLength::new()),
     ]
