@@ -33,6 +33,7 @@ mod error;
 mod rewrite;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod storage;
 pub mod udf;
 

@@ -6,13 +6,14 @@
 
 pub mod bitmap;
 pub mod coupons;
+pub mod experiments;
 pub mod system;
 
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
@@ -46,7 +47,13 @@ pub(crate) fn direct_call(udf: &ScalarUDF) -> Option<DirectCall> {
 pub fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = system::functions();
     all.extend(bitmap::functions());
+    all.extend(experiments::functions());
     all
+}
+
+/// Every martdb window function.
+pub fn window_functions() -> Vec<WindowUDF> {
+    experiments::window_functions()
 }
 
 /// Every martdb aggregate function.
@@ -61,6 +68,9 @@ pub fn register_all(ctx: &SessionContext) {
     }
     for function in aggregate_functions() {
         ctx.register_udaf(function);
+    }
+    for function in window_functions() {
+        ctx.register_udwf(function);
     }
 }
 

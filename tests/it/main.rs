@@ -8,6 +8,7 @@ mod differential;
 mod prepared;
 mod server;
 mod slt;
+mod stats_differential;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
