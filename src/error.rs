@@ -114,7 +114,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::coupons::CouponError>() {
                 e.sqlstate()
-            } else if let Some(e) = e.downcast_ref::<crate::stats::StatsError>() {
+            } else if let Some(e) = e.downcast_ref::<crate::ml::stats::StatsError>() {
                 e.sqlstate()
             } else if e
                 .downcast_ref::<crate::rewrite::scalar_subquery::MoreThanOneRow>()

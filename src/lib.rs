@@ -30,10 +30,10 @@ pub mod coupons;
 pub mod demo;
 mod engine;
 mod error;
+pub mod ml;
 mod rewrite;
 pub mod server;
 pub mod session;
-pub mod stats;
 pub mod storage;
 pub mod udf;
 

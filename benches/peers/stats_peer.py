@@ -4,7 +4,7 @@ Reads JSON from stdin: {"adjust": [{"p": [...], "method": "holm"}, ...],
 "buckets": [[user, experiment, n], ...]}; writes {"adjust": [[...], ...],
 "buckets": [...]}: statsmodels' multipletests for each p-value set (NaN for a missing
 p-value, which is left out, as R's p.adjust does), and the bucket of each assignment by
-the definition documented in src/stats/assignment.rs.
+the definition documented in src/ml/stats/assignment.rs.
 """
 import json
 import sys

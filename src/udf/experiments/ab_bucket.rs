@@ -1,5 +1,5 @@
 //! `ab_bucket(user_id, experiment [, buckets])`: the stable bucket of a user in an
-//! experiment ([`crate::stats::bucket`]).
+//! experiment ([`crate::ml::stats::bucket`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -47,7 +47,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
          experiment always give the same bucket, on every machine and in every version, \
          and a user's buckets in two experiments are independent. The hash is 64-bit \
          FNV-1a of `experiment:user_id` (UTF-8; other types as their text) mixed by \
-         SplitMix64's finalizer and mapped by multiply-shift; `martdb::stats::bucket` \
+         SplitMix64's finalizer and mapped by multiply-shift; `martdb::ml::stats::bucket` \
          documents it with a Python version. NULL in any argument gives NULL; buckets \
          outside 1..1000000 is an error (22023).",
         "ab_bucket(user_id, experiment [, buckets])",
@@ -95,7 +95,7 @@ impl ScalarUDFImpl for AbBucket {
             };
             match (users.is_valid(row), experiments.is_valid(row), n) {
                 (true, true, Some(n)) => out.append_value(
-                    crate::stats::bucket(users.value(row), experiments.value(row), n)
+                    crate::ml::stats::bucket(users.value(row), experiments.value(row), n)
                         .map_err(|e| DataFusionError::External(Box::new(e)))?
                         as i32,
                 ),

@@ -1,5 +1,5 @@
 //! Experiment functions: assignment to buckets and p-value adjustment. The statistics
-//! themselves are in [`crate::stats`].
+//! themselves are in [`crate::ml::stats`].
 
 mod ab_bucket;
 mod p_adjust;

@@ -1,5 +1,5 @@
 //! `p_adjust(p, method) OVER (...)`: p-values adjusted for multiple testing across the
-//! rows of each window partition ([`crate::stats::adjust_p_values`]).
+//! rows of each window partition ([`crate::ml::stats::adjust_p_values`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::stats::{AdjustMethod, adjust_p_values};
+use crate::ml::stats::{AdjustMethod, adjust_p_values};
 
 const NAME: &str = "p_adjust";
 

@@ -31,7 +31,7 @@ pub const MAX_BUCKETS: i64 = 1_000_000;
 /// The bucket in `0..buckets` of `user` in `experiment`.
 ///
 /// ```
-/// use martdb::stats::bucket;
+/// use martdb::ml::stats::bucket;
 /// let b = bucket("user-42", "checkout_button", 100).unwrap();
 /// assert!(b < 100);
 /// assert_eq!(b, bucket("user-42", "checkout_button", 100).unwrap());

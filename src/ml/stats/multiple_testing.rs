@@ -42,7 +42,7 @@ impl FromStr for AdjustMethod {
 /// The adjusted p-values of `p`, in its order.
 ///
 /// ```
-/// use martdb::stats::{AdjustMethod, adjust_p_values};
+/// use martdb::ml::stats::{AdjustMethod, adjust_p_values};
 /// let p = [Some(0.125), Some(0.5), None, Some(0.25)];
 /// let holm = adjust_p_values(&p, AdjustMethod::Holm).unwrap();
 /// assert_eq!(holm, [Some(0.375), Some(0.5), None, Some(0.5)]);
