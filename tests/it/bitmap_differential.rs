@@ -4,9 +4,6 @@
 //! scripts/test.sh); without it the test says so and passes only if
 //! `MARTDB_REQUIRE_CLIENTS` is unset.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use martdb::Engine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -391,25 +388,7 @@ fn normalize(value: &str) -> String {
 }
 
 fn run_chdb(python: &str, sql: &[String]) -> Vec<Result<String, String>> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/chdb_peer.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the chdb peer");
-    let input = serde_json::to_vec(sql).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        output.status.success(),
-        "chdb peer failed (scripts/test.sh installs chdb into a venv and sets MARTDB_PYTHON): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answers: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let answers: Vec<serde_json::Value> = crate::run_python_peer(python, "chdb_peer.py", &sql);
     answers
         .into_iter()
         .map(|a| match a.get("value") {

@@ -36,3 +36,34 @@ pub fn scalar(batches: &[RecordBatch]) -> String {
     assert_eq!(rows.len(), 1, "expected one row, got {rows:?}");
     rows[0][0].clone()
 }
+
+/// Runs the Python peer `benches/peers/<script>` with `input` as JSON on its standard
+/// input, and returns its standard output parsed as JSON. `python` is `MARTDB_PYTHON`.
+pub fn run_python_peer<T: serde::de::DeserializeOwned>(
+    python: &str,
+    script: &str,
+    input: &impl serde::Serialize,
+) -> T {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let path = format!("{}/benches/peers/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {path}: {e}"));
+    let input = serde_json::to_vec(input).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed (scripts/test.sh installs the peers into a venv and sets \
+         MARTDB_PYTHON): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -5,9 +5,6 @@
 //! scripts/test.sh); without it the test says so and passes only if
 //! `MARTDB_REQUIRE_CLIENTS` is unset.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use martdb::Engine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,29 +37,6 @@ fn sql_value(v: Option<f64>) -> String {
         None => "CAST(NULL AS DOUBLE)".into(),
         Some(v) => format!("CAST({v:e} AS DOUBLE)"),
     }
-}
-
-fn run_peer(python: &str, request: &serde_json::Value) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/stats_peer.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the statsmodels peer");
-    let input = serde_json::to_vec(request).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        output.status.success(),
-        "statsmodels peer failed (scripts/test.sh installs it into a venv and sets \
-         MARTDB_PYTHON): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +131,7 @@ async fn experiment_statistics_agree_with_statsmodels() {
         "adjust": METHODS.iter().flat_map(|m| sets.iter().map(move |p| json!({"p": p, "method": m}))).collect::<Vec<_>>(),
         "buckets": assignments.iter().map(|(u, e, n)| json!([u, e, n])).collect::<Vec<_>>(),
     });
-    let theirs = run_peer(&python, &request);
+    let theirs: serde_json::Value = crate::run_python_peer(&python, "stats_peer.py", &request);
 
     let their_adjusted = theirs["adjust"].as_array().unwrap();
     let mut compared = 0;
