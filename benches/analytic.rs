@@ -4,6 +4,8 @@
 //! `scripts/bench.sh [--users N] [--runs R]` sets up DuckDB and runs this; or
 //! `MARTDB_PYTHON=/path/to/python-with-duckdb cargo bench --bench analytic -- --users N`.
 
+#[path = "args.rs"]
+mod args;
 #[path = "peer.rs"]
 mod peer;
 
@@ -11,15 +13,9 @@ mod peer;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use args::arg;
 use martdb::Engine;
 use martdb::demo::DemoOptions;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 #[tokio::main]
 async fn main() {

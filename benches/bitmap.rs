@@ -11,6 +11,8 @@
 //! `tag_bitmaps(tag, b)`) is written once with martdb's SQL into `--data` (default
 //! `target/bench-data/bitmap-{users}-{rows}`) and reused by later runs.
 
+#[path = "args.rs"]
+mod args;
 #[path = "peer.rs"]
 mod peer;
 
@@ -24,24 +26,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use args::{arg, num_arg};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use martdb::{Engine, EngineOptions};
 use peer::{Measured, Query};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn num_arg(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| {
-        v.replace('_', "")
-            .parse()
-            .unwrap_or_else(|e| panic!("{name} {v}: {e}"))
-    })
-}
 
 /// Runs `sql` once in martdb and returns its rows as text.
 async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {

@@ -20,6 +20,9 @@
 //! repeated users and retried request keys; every engine must reserve exactly the stock,
 //! at most one per user, and answer each retried key with the first outcome.
 
+#[path = "args.rs"]
+mod args;
+
 /// The allocator the `martdb` binary uses, so that the bench measures what it serves.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,29 +35,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use args::{arg, flag, num_arg};
 use martdb::Engine;
 use martdb::coupons::{Coupons, PoolSettings, ReserveRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn num_arg(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| {
-        v.replace('_', "")
-            .parse()
-            .unwrap_or_else(|e| panic!("{name} {v}: {e}"))
-    })
-}
 
 /// Stock of the pool the timed runs reserve from: never sold out.
 const BENCH_STOCK: u64 = 1_000_000_000_000;

@@ -215,7 +215,7 @@ impl Engine {
         let roles = LoginRoles::default();
         datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, roles.clone())
             .map_err(|e| Error::Sql(*e))?;
-        crate::catalog::pg_index::install(&ctx, CATALOG_NAME).await?;
+        crate::catalog::pg_overlay::install(&ctx, CATALOG_NAME).await?;
         catalog.restore(&ctx).await?;
         Ok(Engine {
             ctx,

@@ -20,7 +20,7 @@ pub(crate) mod coupons;
 mod data_dir;
 pub(crate) mod id_dictionary;
 mod managed;
-pub(crate) mod pg_index;
+pub(crate) mod pg_overlay;
 mod system;
 
 pub(crate) use computed::ComputedExec;

@@ -312,18 +312,7 @@ impl DirectStatement {
         for arg in &self.args {
             args.push(match arg {
                 DirectArg::Value(value) => value.clone(),
-                DirectArg::Param { index, cast } => {
-                    let value = params
-                        .get_placeholders_with_values(&format!("${}", index + 1))?
-                        .into_inner()
-                        .0;
-                    match cast {
-                        Some(data_type) if value.data_type() != *data_type => {
-                            value.cast_to(data_type)?
-                        }
-                        _ => value,
-                    }
-                }
+                DirectArg::Param { index, cast } => bound_value(params, *index, cast.as_ref())?,
             });
         }
         let value = (self.call)(args).await?;
@@ -501,27 +490,13 @@ impl ParamSlot {
     }
 
     fn set(&self, values: &ParamValues) -> DFResult<()> {
-        let ParamValues::List(list) = values else {
-            return Err(DataFusionError::Internal(
-                "named parameters in a generic plan".into(),
-            ));
-        };
         let types = self.types.read().expect("param lock");
         let mut bound = Vec::with_capacity(types.len());
         for (index, data_type) in types.iter().enumerate() {
-            let Some(data_type) = data_type else {
-                bound.push(None);
-                continue;
-            };
-            let value = list.get(index).ok_or_else(|| {
-                DataFusionError::Plan(format!("no value for placeholder ${}", index + 1))
-            })?;
-            let value = &value.value;
-            bound.push(Some(if value.data_type() == *data_type {
-                value.clone()
-            } else {
-                value.cast_to(data_type)?
-            }));
+            bound.push(match data_type {
+                Some(data_type) => Some(bound_value(values, index, Some(data_type))?),
+                None => None,
+            });
         }
         *self.values.write().expect("param lock") = bound;
         Ok(())
@@ -536,6 +511,27 @@ impl ParamSlot {
             .flatten()
             .ok_or_else(|| DataFusionError::Internal(format!("parameter ${} unbound", index + 1)))
     }
+}
+
+/// The value bound to `$index+1` in `values`, cast to `data_type` when given.
+fn bound_value(
+    values: &ParamValues,
+    index: usize,
+    data_type: Option<&DataType>,
+) -> DFResult<ScalarValue> {
+    let ParamValues::List(list) = values else {
+        return Err(DataFusionError::Internal(
+            "named parameters in a prepared statement".into(),
+        ));
+    };
+    let value = &list
+        .get(index)
+        .ok_or_else(|| DataFusionError::Plan(format!("no value for placeholder ${}", index + 1)))?
+        .value;
+    Ok(match data_type {
+        Some(data_type) if value.data_type() != *data_type => value.cast_to(data_type)?,
+        _ => value.clone(),
+    })
 }
 
 /// `$n` in a generic plan: the value bound for the current execution.

@@ -1,12 +1,12 @@
-//! `pg_catalog.pg_index`, answered by martdb rather than by the catalog emulation, and
-//! the `reloptions` column `pg_class` lacks there (SQLAlchemy's index reflection reads it;
-//! NULL, as for a relation with no storage parameters).
+//! Tables of `pg_catalog` that martdb answers in front of the catalog emulation's:
+//! - `pg_index`: martdb has no indexes, so it is empty. The emulation's copy lists a
+//!   PostgreSQL server's own system indexes with the vector columns (`indkey`,
+//!   `indclass`...) as text; clients `unnest` those columns (SQLAlchemy's primary-key
+//!   reflection, pgjdbc's `getPrimaryKeys` through `_pg_expandarray`), which needs arrays.
+//! - `pg_class`: the emulation's, plus the `reloptions` column it lacks (SQLAlchemy's
+//!   index reflection reads it), NULL as for a relation with no storage parameters.
 //!
-//! martdb has no indexes, so the table is empty. The emulation's copy lists a PostgreSQL
-//! server's own system indexes, with the vector columns (`indkey`, `indclass`...) as
-//! text; clients `unnest` those columns (SQLAlchemy's primary-key reflection, pgjdbc's
-//! `getPrimaryKeys` through `_pg_expandarray`), which needs arrays. Every other table of
-//! the `pg_catalog` schema is the emulation's.
+//! Every other table of the schema is the emulation's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use datafusion::prelude::{SessionContext, wildcard};
 
 const SCHEMA: &str = "pg_catalog";
 
-/// Puts martdb's `pg_index` in front of the emulation's in catalog `catalog`.
+/// Puts martdb's `pg_index` and `pg_class` in front of the emulation's in `catalog`.
 pub(crate) async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
     let catalog_provider = ctx
         .catalog(catalog)
