@@ -58,7 +58,9 @@ pub fn window_functions() -> Vec<WindowUDF> {
 
 /// Every martdb aggregate function.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
-    bitmap::aggregate_functions()
+    let mut all = bitmap::aggregate_functions();
+    all.extend(experiments::aggregate_functions());
+    all
 }
 
 /// Registers every martdb function on `ctx`.

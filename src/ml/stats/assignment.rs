@@ -19,6 +19,20 @@
 //!
 //! The same user and experiment always give the same bucket; the experiment is part of
 //! the key, so a user's buckets in two experiments are independent.
+//!
+//! `variant(user, experiment, weights)` splits by weight: the user's bucket `b` among
+//! 1,000,000 is a position `b / 1e6` in `[0, 1)`, and the variant is the first whose
+//! cumulative share of the weights exceeds it:
+//!
+//! ```python
+//! def variant(user: str, experiment: str, weights: list[float]) -> int:
+//!     b, total, cumulative = bucket(user, experiment, 1_000_000), sum(weights), 0.0
+//!     for i, w in enumerate(weights):
+//!         cumulative += w
+//!         if b * total < cumulative * 1_000_000:
+//!             return i
+//!     return len(weights) - 1
+//! ```
 
 use super::StatsError;
 
@@ -53,6 +67,38 @@ pub fn bucket(user: &str, experiment: &str, buckets: i64) -> Result<u32, StatsEr
     Ok(((u128::from(mixed) * buckets as u128) >> 64) as u32)
 }
 
+/// The index of the variant of `user` in `experiment` when the variants have `weights`
+/// (any positive numbers; they need not sum to 1 or 100).
+///
+/// ```
+/// use martdb::ml::stats::variant;
+/// let v = variant("user-42", "checkout_button", &[50.0, 25.0, 25.0]).unwrap();
+/// assert!(v < 3);
+/// assert!(variant("user-42", "checkout_button", &[]).is_err());
+/// ```
+pub fn variant(user: &str, experiment: &str, weights: &[f64]) -> Result<usize, StatsError> {
+    if weights.is_empty() {
+        return Err(StatsError::NoVariants);
+    }
+    if let Some((row, &weight)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(**w > 0.0 && w.is_finite()))
+    {
+        return Err(StatsError::Weight { row, weight });
+    }
+    let position = f64::from(bucket(user, experiment, MAX_BUCKETS)?);
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        cumulative += w;
+        if position * total < cumulative * MAX_BUCKETS as f64 {
+            return Ok(i);
+        }
+    }
+    Ok(weights.len() - 1)
+}
+
 fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -85,6 +131,29 @@ mod tests {
         // Independent experiments agree for about one user in ten.
         let agree = same as f64 / users as f64;
         assert!((agree - 0.1).abs() < 0.005, "{agree}");
+    }
+
+    #[test]
+    fn variants_follow_their_weights() {
+        let mut counts = [0u32; 3];
+        for u in 0..60_000 {
+            counts[variant(&format!("u{u}"), "split", &[2.0, 1.0, 1.0]).unwrap()] += 1;
+        }
+        for (count, share) in counts.iter().zip([0.5, 0.25, 0.25]) {
+            let expected = 60_000.0 * share;
+            assert!(
+                (*count as f64 - expected).abs() < 5.0 * expected.sqrt(),
+                "{counts:?}"
+            );
+        }
+        assert_eq!(variant("u", "e", &[1.0]).unwrap(), 0);
+        assert_eq!(
+            variant("u", "e", &[1.0, -1.0]),
+            Err(StatsError::Weight {
+                row: 1,
+                weight: -1.0
+            })
+        );
     }
 
     #[test]
