@@ -116,6 +116,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::ml::stats::StatsError>() {
                 e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::ml::attribution::AttributionError>() {
+                e.sqlstate()
             } else if e
                 .downcast_ref::<crate::rewrite::scalar_subquery::MoreThanOneRow>()
                 .is_some()

@@ -3,7 +3,9 @@
 //! All three replay the same per-chunk streams for what they share: [`Stream::Funnel`] decides
 //! how many views, clicks, carts and orders each user has, [`Stream::Orders`] the details of each
 //! order. Only `events` draws from [`Stream::Browsing`], for the other events. So `orders` and
-//! `campaign` cost O(users + orders), not O(events), and all three agree exactly.
+//! `campaign` cost O(users + orders), not O(events), and all three agree exactly. The
+//! `touchpoints` table (`touchpoints.rs`) replays the same [`OrderSimulator`] to place marketing
+//! touches before the orders.
 
 use std::sync::Arc;
 
@@ -112,7 +114,7 @@ impl EventKind {
 }
 
 /// The shared, precomputed parts of the activity model.
-struct ActivityModel {
+pub(super) struct ActivityModel {
     /// The hours of the activity window, weighted by weekday and hour of day.
     hours: AliasTable,
     categories: AliasTable,
@@ -159,7 +161,7 @@ impl ActivityModel {
 
     /// A time in the activity window no earlier than `from` (a recent signup). Retries keep the
     /// daily cycle; if `from` is very late, the fallback is uniform after it.
-    fn timestamp_from(&self, rng: &mut ChaCha8Rng, from: i64) -> i64 {
+    pub(super) fn timestamp_from(&self, rng: &mut ChaCha8Rng, from: i64) -> i64 {
         for _ in 0..16 {
             let ts = self.timestamp(rng);
             if ts >= from {
@@ -188,7 +190,7 @@ impl ActivityModel {
 
 /// How far each of a user's views went down the funnel: `views` ≥ `clicks` ≥ `carts` ≥ `orders`.
 #[derive(Debug, Clone, Copy)]
-struct Funnel {
+pub(super) struct Funnel {
     views: u64,
     clicks: u64,
     carts: u64,
@@ -196,27 +198,27 @@ struct Funnel {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Order {
-    ts: i64,
+pub(super) struct Order {
+    pub(super) ts: i64,
     category: u8,
     amount: f64,
     coupon_pool_id: Option<i64>,
 }
 
 /// Replays the funnel and order streams of the users, chunk by chunk: the part of the activity
-/// that `events`, `orders` and `campaign` share.
-struct OrderSimulator {
-    seed: u64,
+/// that `events`, `orders`, `campaign` and `touchpoints` share.
+pub(super) struct OrderSimulator {
+    pub(super) seed: u64,
     users: UserCursor,
-    model: ActivityModel,
+    pub(super) model: ActivityModel,
     funnel_rng: ChaCha8Rng,
     orders_rng: ChaCha8Rng,
     /// The current user's orders, in time order.
-    orders: Vec<Order>,
+    pub(super) orders: Vec<Order>,
 }
 
 impl OrderSimulator {
-    fn new(opts: DemoOptions) -> Self {
+    pub(super) fn new(opts: DemoOptions) -> Self {
         Self {
             seed: opts.seed,
             users: UserCursor::new(opts),
@@ -229,7 +231,7 @@ impl OrderSimulator {
 
     /// Moves to the next user and draws the user's funnel and orders (into `self.orders`).
     /// Returns the user, its funnel and, when the user opens a chunk, the chunk's index.
-    fn next_user(&mut self) -> Option<(UserProfile, Funnel, Option<u64>)> {
+    pub(super) fn next_user(&mut self) -> Option<(UserProfile, Funnel, Option<u64>)> {
         let (user, new_chunk) = self.users.next_user()?;
         if let Some(chunk) = new_chunk {
             self.funnel_rng = stream_rng(self.seed, Stream::Funnel, chunk);
@@ -282,7 +284,7 @@ impl OrderSimulator {
     }
 }
 
-fn timestamp_type() -> DataType {
+pub(super) fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
 }
 

@@ -20,6 +20,7 @@
 //! | `events` | a view, click, add-to-cart or order of a product category | ≈ 20 N |
 //! | `orders` | an order (the `order` events, with the coupon pool used, if any) | ≈ 0.8 N |
 //! | `campaign` | a user of a past coupon campaign: randomised treatment, features, outcome | N if N ≤ 10 000, else ≈ 0.2 N |
+//! | `touchpoints` | a marketing touch of a user (search, social, email, push, display, affiliate) before an order, or of a user who does not order | ≈ 2.9 N |
 //! | `coupon_pools` | a coupon pool: stock, per-user limit, face value, budget, validity, status | 20 |
 //! | `daily_sales` | units sold and revenue of one product in one store on one day | stores × 10 × 730 |
 //!
@@ -49,6 +50,13 @@
 //!   around 11 November, and Gaussian noise. About 1% of series (at least one) are intermittent
 //!   (mostly zeros); about 5% miss a few days (rows absent); about 30% of the regular series have
 //!   one or two single-day spikes of 3–6× the usual level.
+//! - **Touchpoints.** Each order is preceded by 1–8 touches over the days before it (after the
+//!   previous order); most users without an order have a few touches in the activity window.
+//!   Channels depend on a touch's place in the journey: openings are mostly `display` and
+//!   `social`, closings (the touch just before an order) mostly `search` and `email`, and users
+//!   who never order see mostly `display` and `social`; so first-touch, last-touch, Markov and
+//!   Shapley attribution disagree. Within a user, touches are in time order (model in
+//!   `touchpoints.rs`).
 //!
 //! # Ground truth
 //!
@@ -89,7 +97,8 @@
 //!   of 10 000 users (or the sales series), so every chunk is generated from its own stream
 //!   without replaying earlier chunks. Tables that must agree replay the same streams: every
 //!   user-based table regenerates the user profiles of its chunk; `events`, `orders` and
-//!   `campaign` share the funnel and order streams.
+//!   `campaign` share the funnel and order streams; `touchpoints` replays them too and draws the
+//!   rest from a stream of its own, so adding it changed no other table.
 //! - **Bounded memory.** A table holds one chunk of user profiles (or one series) plus the batch
 //!   under construction, whatever the number of users. Batches have at least 65 536 rows (except
 //!   a table's last) and exceed that by at most one user's or series' rows.
@@ -102,6 +111,7 @@ mod identity;
 mod people;
 mod random;
 mod sales;
+mod touchpoints;
 mod write;
 
 pub use write::write;
@@ -156,6 +166,7 @@ pub fn tables(opts: DemoOptions) -> Vec<DemoTable> {
         activity::events_table(opts),
         activity::orders_table(opts),
         activity::campaign_table(opts),
+        touchpoints::touchpoints_table(opts),
         coupons::coupon_pools_table(opts),
         sales::daily_sales_table(opts),
     ]

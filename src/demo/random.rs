@@ -37,6 +37,9 @@ pub(super) enum Stream {
     Stores,
     /// One daily sales series, per series.
     SalesSeries,
+    /// Marketing touches before orders and of users who do not order, per user chunk.
+    /// (New streams go last: a stream's number is part of its key.)
+    Touchpoints,
 }
 
 /// SplitMix64's finaliser: a bijection on `u64` that scrambles its input thoroughly.

@@ -159,7 +159,7 @@ fn default_options() {
 #[test]
 fn row_counts_for_a_thousand_users() {
     let opts = options(1_000);
-    let expected: [(&str, usize, usize); 9] = [
+    let expected: [(&str, usize, usize); 10] = [
         ("users", 1_000, 1_000),
         ("user_identifiers", 3_000, 4_500),
         ("identity_edges", 4_000, 10_000),
@@ -167,6 +167,7 @@ fn row_counts_for_a_thousand_users() {
         ("events", 14_000, 26_000),
         ("orders", 500, 1_100),
         ("campaign", 1_000, 1_000),
+        ("touchpoints", 2_300, 3_700),
         ("coupon_pools", 20, 20),
         ("daily_sales", 36_000, 36_500),
     ];
@@ -205,7 +206,7 @@ fn no_users_means_empty_user_tables() {
 #[test]
 fn batches_match_their_schemas_and_the_contract() {
     let timestamp = DataType::Timestamp(TimeUnit::Microsecond, None);
-    let contract: [(&str, &[(&str, DataType)]); 9] = [
+    let contract: [(&str, &[(&str, DataType)]); 10] = [
         (
             "users",
             &[
@@ -277,6 +278,14 @@ fn batches_match_their_schemas_and_the_contract() {
                 ("converted", DataType::Int32),
                 ("revenue", DataType::Float64),
                 ("true_uplift", DataType::Float64),
+            ],
+        ),
+        (
+            "touchpoints",
+            &[
+                ("user_id", DataType::Int64),
+                ("ts", timestamp.clone()),
+                ("channel", DataType::Utf8),
             ],
         ),
         (

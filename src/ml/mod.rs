@@ -1,4 +1,6 @@
-//! Models and statistics over query results: for now the statistics of experiments
-//! ([`stats`]). The candle runtime, uplift and forecasting will live here too.
+//! Models and statistics over query results: the statistics of experiments ([`stats`])
+//! and multi-touch attribution of conversions to channels ([`attribution`]). The candle
+//! runtime, uplift and forecasting will live here too.
 
+pub mod attribution;
 pub mod stats;

@@ -681,8 +681,9 @@ fn check_read_only(plan: &LogicalPlan, text: &str) -> Result<()> {
 }
 
 /// The first function in `plan` that changes state outside tables (the id dictionary,
-/// audiences, coupons), which a read-only session must not call.
-fn writing_function(plan: &LogicalPlan) -> Option<String> {
+/// audiences, coupons), which a read-only session must not call (nor the query of a
+/// table function such as `attribution`).
+pub(crate) fn writing_function(plan: &LogicalPlan) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Expr;
     let mut found = None;

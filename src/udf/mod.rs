@@ -4,6 +4,7 @@
 //! `SessionContext` (the engine's, or a distributed executor's), so the same functions
 //! exist wherever a plan runs.
 
+pub mod attribution;
 pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
@@ -11,6 +12,7 @@ pub mod system;
 
 use std::sync::Arc;
 
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
@@ -63,6 +65,11 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
     all
 }
 
+/// Every martdb table function, by name.
+pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
+    attribution::table_functions()
+}
+
 /// Registers every martdb function on `ctx`.
 pub fn register_all(ctx: &SessionContext) {
     for function in scalar_functions() {
@@ -73,6 +80,9 @@ pub fn register_all(ctx: &SessionContext) {
     }
     for function in window_functions() {
         ctx.register_udwf(function);
+    }
+    for (name, function) in table_functions() {
+        ctx.register_udtf(name, function);
     }
 }
 
@@ -102,6 +112,15 @@ mod tests {
                 assert!(seen.insert(name.clone()), "duplicate function name {name}");
                 assert_eq!(name, name.to_lowercase(), "SQL lowercases names: {name}");
             }
+        }
+    }
+
+    #[test]
+    fn table_function_names_are_unique_and_lowercase() {
+        let mut seen = HashSet::new();
+        for (name, _) in table_functions() {
+            assert!(seen.insert(name), "duplicate table function {name}");
+            assert_eq!(name, name.to_lowercase(), "SQL lowercases names: {name}");
         }
     }
 

@@ -389,3 +389,170 @@ fn coupons_example_reserves_for_the_audience_only() {
     ));
     assert_eq!(outsiders.lines().nth(1), Some("0"), "only members reserve");
 }
+
+/// The attribution example runs on the demo data: every model credits exactly the users who
+/// ordered after a touch and their first orders' revenue (counted here with plain SQL over
+/// the raw tables), and the models disagree the way the demo's channel mix promises.
+#[test]
+fn attribution_example_credits_every_first_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = martdb()
+        .args(["demo", "--data", data, "--users", "3000"])
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/attribution.sql");
+    let run = martdb()
+        .args(["sql", "--data", data, "-f", script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success() && run.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout(&run).contains("time_decay_7d"));
+    let plain = stdout(&sql(
+        dir.path(),
+        "SELECT count(*), sum(amount) FROM (
+           SELECT o.user_id, o.ts, o.amount,
+                  row_number() OVER (PARTITION BY o.user_id ORDER BY o.ts, o.order_id) AS n
+           FROM orders o) AS first_orders
+         WHERE n = 1 AND EXISTS (SELECT 1 FROM touchpoints t
+                                 WHERE t.user_id = first_orders.user_id AND t.ts <= first_orders.ts)",
+        "csv",
+    ));
+    let numbers = |line: &str| -> Vec<f64> {
+        line.split(',')
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect()
+    };
+    let plain: Vec<f64> = plain
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(plain[0] > 500.0, "{plain:?}");
+    let models = [
+        "first",
+        "last",
+        "linear",
+        "time_decay",
+        "position",
+        "markov",
+        "shapley",
+    ];
+    let totals = models
+        .iter()
+        .map(|m| {
+            format!(
+                "SELECT '{m}' AS model, sum(conversions), sum(value), sum(share) \
+                 FROM attribution('SELECT * FROM first_order_journeys', '{m}')"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let totals = stdout(&sql(dir.path(), &totals, "csv"));
+    assert_eq!(totals.lines().count(), 1 + models.len(), "{totals}");
+    for line in totals.lines().skip(1) {
+        let [conversions, value, shares] = numbers(line)[..] else {
+            panic!("{line}")
+        };
+        assert!((conversions - plain[0]).abs() < 1e-6, "{line} vs {plain:?}");
+        assert!(
+            (value - plain[1]).abs() < 1e-6 * plain[1],
+            "{line} vs {plain:?}"
+        );
+        assert!((shares - 1.0).abs() < 1e-9, "{line}");
+    }
+    // First touch favours display, last touch search or email; Markov's removal effects are
+    // probabilities, and every channel matters a little.
+    let top = |model: &str| {
+        let out = stdout(&sql(
+            dir.path(),
+            &format!(
+                "SELECT channel FROM attribution('SELECT * FROM first_order_journeys', '{model}') \
+                 ORDER BY conversions DESC LIMIT 1"
+            ),
+            "csv",
+        ));
+        out.lines().nth(1).unwrap().to_string()
+    };
+    assert_eq!(top("first"), "display");
+    assert!(["search", "email"].contains(&top("last").as_str()));
+    let effects = stdout(&sql(
+        dir.path(),
+        "SELECT min(removal_effect), max(removal_effect), count(*) \
+         FROM attribution('SELECT * FROM first_order_journeys', 'markov')",
+        "csv",
+    ));
+    let effects: Vec<f64> = effects
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(effects[0] > 0.0 && effects[1] <= 1.0, "{effects:?}");
+    assert_eq!(effects[2], 6.0, "six channels");
+}
+
+/// The experiments example runs on the demo campaign: the split is healthy, CUPED
+/// narrows the revenue interval and the sequential one is wider than the fixed one, and
+/// the next experiment's variants get their weights.
+#[test]
+fn experiments_example_analyses_the_demo_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = martdb()
+        .args(["demo", "--data", data, "--users", "20000"])
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/experiments.sql");
+    let run = martdb()
+        .args(["sql", "--data", data, "--format", "csv", "-f", script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success() && run.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = String::from_utf8(run.stdout).unwrap();
+    let line = |prefix: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in {out}"))
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let srm_header = out
+        .lines()
+        .position(|l| l.starts_with("chi_square,"))
+        .unwrap();
+    let srm: Vec<&str> = out
+        .lines()
+        .nth(srm_header + 1)
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(srm[2], "false", "the demo's split is 50/50: {out}");
+    let width = |test: &str| -> f64 { line(test)[4].parse().unwrap() };
+    assert!(width("revenue (cuped)") < width("revenue (welch)"), "{out}");
+    assert!(
+        width("revenue (sequential)") > width("revenue (welch)"),
+        "{out}"
+    );
+    let users: Vec<f64> = ["20_off_100,", "30_off_150,", "control,"]
+        .iter()
+        .map(|v| line(v)[1].parse().unwrap())
+        .collect();
+    assert_eq!(users.iter().sum::<f64>(), 20000.0);
+    assert!((users[2] / 20000.0 - 0.5).abs() < 0.02, "{users:?}");
+}

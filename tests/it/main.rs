@@ -1,5 +1,6 @@
 //! martdb's integration tests: one binary, so the crate links once.
 
+mod attribution_differential;
 mod bitmap_differential;
 mod catalog;
 mod cli;
