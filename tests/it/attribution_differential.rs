@@ -174,14 +174,10 @@ fn close(a: f64, b: f64, scale: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribution_agrees_with_an_independent_implementation() {
-    let Ok(python) = std::env::var("MARTDB_PYTHON") else {
-        let message = "attribution_agrees_with_an_independent_implementation needs \
-                       MARTDB_PYTHON with numpy: run scripts/test.sh";
-        assert!(
-            std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(),
-            "{message}"
-        );
-        eprintln!("SKIPPED: {message}");
+    let Some(python) = crate::python_or_skip(
+        "attribution_agrees_with_an_independent_implementation",
+        "numpy",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -400,14 +400,8 @@ fn run_chdb(python: &str, sql: &[String]) -> Vec<Result<String, String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitmap_functions_agree_with_clickhouse() {
-    let Ok(python) = std::env::var("MARTDB_PYTHON") else {
-        let message = "bitmap_functions_agree_with_clickhouse needs MARTDB_PYTHON with chdb: \
-                       run scripts/test.sh";
-        assert!(
-            std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(),
-            "{message}"
-        );
-        eprintln!("SKIPPED: {message}");
+    let Some(python) = crate::python_or_skip("bitmap_functions_agree_with_clickhouse", "chdb")
+    else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(20261122);

@@ -38,6 +38,22 @@ pub fn scalar(batches: &[RecordBatch]) -> String {
     rows[0][0].clone()
 }
 
+/// `MARTDB_PYTHON`, or `None` after saying why `test` is skipped. Skipping fails when
+/// `MARTDB_REQUIRE_CLIENTS` is set (scripts/test.sh sets both), so CI cannot pass without
+/// the peers.
+pub fn python_or_skip(test: &str, needs: &str) -> Option<String> {
+    if let Ok(python) = std::env::var("MARTDB_PYTHON") {
+        return Some(python);
+    }
+    let message = format!("{test} needs MARTDB_PYTHON with {needs}: run scripts/test.sh");
+    assert!(
+        std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(),
+        "{message}"
+    );
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
 /// Runs the Python peer `benches/peers/<script>` with `input` as JSON on its standard
 /// input, and returns its standard output parsed as JSON. `python` is `MARTDB_PYTHON`.
 pub fn run_python_peer<T: serde::de::DeserializeOwned>(

@@ -41,14 +41,10 @@ fn sql_value(v: Option<f64>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiment_statistics_agree_with_statsmodels() {
-    let Ok(python) = std::env::var("MARTDB_PYTHON") else {
-        let message = "experiment_statistics_agree_with_statsmodels needs MARTDB_PYTHON with \
-                       statsmodels: run scripts/test.sh";
-        assert!(
-            std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(),
-            "{message}"
-        );
-        eprintln!("SKIPPED: {message}");
+    let Some(python) = crate::python_or_skip(
+        "experiment_statistics_agree_with_statsmodels",
+        "statsmodels",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -219,14 +215,10 @@ async fn ab_tests_agree_with_scipy_and_statsmodels() {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
-    let Ok(python) = std::env::var("MARTDB_PYTHON") else {
-        let message = "ab_tests_agree_with_scipy_and_statsmodels needs MARTDB_PYTHON with scipy \
-                       and statsmodels: run scripts/test.sh";
-        assert!(
-            std::env::var("MARTDB_REQUIRE_CLIENTS").is_err(),
-            "{message}"
-        );
-        eprintln!("SKIPPED: {message}");
+    let Some(python) = crate::python_or_skip(
+        "ab_tests_agree_with_scipy_and_statsmodels",
+        "scipy and statsmodels",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -163,6 +163,13 @@ impl Estimates {
     }
 }
 
+/// Checks alpha and both groups' summaries.
+fn check_summaries(control: &Moments, treatment: &Moments, alpha: f64) -> Result<(), StatsError> {
+    check_alpha(alpha)?;
+    control.check("control")?;
+    treatment.check("treatment")
+}
+
 /// Users and conversions of one group, checked.
 fn rate(users: f64, conversions: f64, group: &'static str) -> Result<f64, StatsError> {
     if !users.is_finite() || !conversions.is_finite() {
@@ -257,9 +264,7 @@ pub fn mean_test(
     alternative: Alternative,
     alpha: f64,
 ) -> Result<Comparison, StatsError> {
-    check_alpha(alpha)?;
-    control.check("control")?;
-    treatment.check("treatment")?;
+    check_summaries(control, treatment, alpha)?;
     Ok(welch(
         (control.n, control.mean, control.variance),
         (treatment.n, treatment.mean, treatment.variance),
@@ -283,9 +288,7 @@ pub fn cuped_test(
     alternative: Alternative,
     alpha: f64,
 ) -> Result<Comparison, StatsError> {
-    check_alpha(alpha)?;
-    control.check("control")?;
-    treatment.check("treatment")?;
+    check_summaries(control, treatment, alpha)?;
     let (cx, tx) = (
         covariate(control, "ab_cuped_test")?,
         covariate(treatment, "ab_cuped_test")?,
@@ -333,9 +336,7 @@ pub fn ratio_test(
     alternative: Alternative,
     alpha: f64,
 ) -> Result<Comparison, StatsError> {
-    check_alpha(alpha)?;
-    control.check("control")?;
-    treatment.check("treatment")?;
+    check_summaries(control, treatment, alpha)?;
     let ratio = |m: &Moments, group: &'static str| -> Result<(f64, f64), StatsError> {
         let x = covariate(m, "ab_ratio_test")?;
         if x.mean == 0.0 {

@@ -235,6 +235,28 @@ pub(crate) fn coerce(
         .collect())
 }
 
+/// Equality and hashing by SQL name: the generic shapes below hold function pointers and
+/// documentation, which do not compare, and one name is one function.
+macro_rules! identified_by_name {
+    ($($shape:ty),*) => {$(
+        impl PartialEq for $shape {
+            fn eq(&self, other: &Self) -> bool {
+                self.name == other.name
+            }
+        }
+
+        impl Eq for $shape {}
+
+        impl std::hash::Hash for $shape {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.name.hash(state)
+            }
+        }
+    )*};
+}
+
+identified_by_name!(TwoGroupTest, Planning, AcrossVariants);
+
 type TestFn = fn(&Moments, &Moments, Alternative, f64) -> Result<Comparison, StatsError>;
 
 /// `name(control, treatment [, alternative [, alpha]])` on two `ab_moments` summaries.
@@ -244,20 +266,6 @@ pub(crate) struct TwoGroupTest {
     test: TestFn,
     documentation: &'static LazyLock<Documentation>,
     signature: Signature,
-}
-
-impl PartialEq for TwoGroupTest {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for TwoGroupTest {}
-
-impl std::hash::Hash for TwoGroupTest {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state)
-    }
 }
 
 impl TwoGroupTest {
@@ -330,20 +338,6 @@ pub(crate) struct Planning {
     plan: PlanFn,
     documentation: &'static LazyLock<Documentation>,
     signature: Signature,
-}
-
-impl PartialEq for Planning {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for Planning {}
-
-impl std::hash::Hash for Planning {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state)
-    }
 }
 
 impl Planning {
@@ -426,20 +420,6 @@ pub(crate) struct AcrossVariants {
     compute: AcrossFn,
     documentation: &'static LazyLock<Documentation>,
     signature: Signature,
-}
-
-impl PartialEq for AcrossVariants {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for AcrossVariants {}
-
-impl std::hash::Hash for AcrossVariants {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state)
-    }
 }
 
 impl AcrossVariants {
