@@ -26,6 +26,7 @@ use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, SYSTEM_SCHEMA, TableCache,
 };
 use crate::coupons::Coupons;
+use crate::identity::IdentityGraph;
 use crate::rewrite::compat::CompatParser;
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
@@ -85,6 +86,7 @@ pub struct Engine {
     compat: Arc<CompatParser>,
     roles: LoginRoles,
     coupons: Coupons,
+    identity: IdentityGraph,
 }
 
 /// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
@@ -180,12 +182,17 @@ impl Engine {
         let audiences = AudienceStore::new(&storage);
         let handle = AudienceHandle::new(audiences.clone(), &shared_context);
         let coupons = Coupons::open(&storage, audiences.clone())?;
+        let identity = IdentityGraph::new(&storage);
         for function in crate::udf::bitmap::dictionary_functions(&dictionary)
             .into_iter()
             .chain(crate::udf::bitmap::audience_functions(&handle))
             .chain(crate::udf::coupons::functions(&coupons))
+            .chain(crate::udf::identity::graph_functions(&identity))
         {
             ctx.register_udf(function);
+        }
+        for (name, function) in crate::udf::identity::graph_table_functions(&identity) {
+            ctx.register_udtf(name, function);
         }
         let system = ctx
             .catalog(CATALOG_NAME)
@@ -199,6 +206,9 @@ impl Engine {
             "audiences".into(),
             Arc::new(crate::catalog::audiences::table(audiences)),
         )?;
+        for (name, table) in crate::catalog::identity::tables(&identity) {
+            system.register_table(name.into(), Arc::new(table))?;
+        }
         use crate::catalog::coupons as views;
         for (name, table) in [
             ("coupon_pools", views::pools(coupons.clone())),
@@ -225,12 +235,19 @@ impl Engine {
             compat: Arc::new(CompatParser::new()),
             roles,
             coupons,
+            identity,
         })
     }
 
     /// The login roles `pg_roles` lists: (name, superuser). The server sets its users.
     pub fn set_login_roles(&self, roles: Vec<(String, bool)>) {
         *self.roles.0.write().expect("roles lock") = roles;
+    }
+
+    /// The stored identity graph of this database, for callers that resolve or look up
+    /// identifiers without SQL; the same graph `identity_update` and `person_id` use.
+    pub fn identity(&self) -> &IdentityGraph {
+        &self.identity
     }
 
     /// The coupon pools and reservations of this database, for callers on the hot path
@@ -255,6 +272,7 @@ impl Engine {
             compat: self.compat.clone(),
             roles: self.roles.clone(),
             coupons: self.coupons.clone(),
+            identity: self.identity.clone(),
         }
     }
 

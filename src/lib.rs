@@ -30,6 +30,7 @@ pub mod coupons;
 pub mod demo;
 mod engine;
 mod error;
+pub mod identity;
 pub mod ml;
 mod rewrite;
 pub mod server;

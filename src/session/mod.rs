@@ -688,6 +688,13 @@ pub(crate) fn writing_function(plan: &LogicalPlan) -> Option<String> {
     use datafusion::logical_expr::Expr;
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && let Some(function) = crate::udf::identity::writing_table_function(&*provider)
+        {
+            found = Some(function.to_string());
+            return Ok(TreeNodeRecursion::Stop);
+        }
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::ScalarFunction(f) = e

@@ -8,6 +8,8 @@ pub mod attribution;
 pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
+pub mod identity;
+pub(crate) mod query;
 pub mod system;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub const WRITING_FUNCTIONS: &[&str] = &[
     "release_coupon",
     "create_coupon_pool",
     "alter_coupon_pool",
+    "identity_update",
 ];
 
 /// One call of a scalar function on its argument values, awaited rather than run inside
@@ -67,7 +70,9 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 
 /// Every martdb table function, by name.
 pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    attribution::table_functions()
+    let mut all = attribution::table_functions();
+    all.extend(identity::table_functions());
+    all
 }
 
 /// Registers every martdb function on `ctx`.

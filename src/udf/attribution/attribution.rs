@@ -18,19 +18,17 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast;
 
 use crate::ml::attribution::{Attribution, AttributionError, Journey, Model, Touch, attribute};
+use crate::udf::query::{constant, constant_text, plan_query, session_state};
 
 pub(super) const NAME: &str = "attribution";
 
@@ -60,22 +58,12 @@ impl TableFunctionImpl for AttributionFunction {
                 exprs.len()
             )));
         }
-        let query = match constant(&exprs[0], "query")? {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => s,
-            other => return Err(not_text("query", &other)),
-        };
-        let model = match constant(&exprs[1], "model")? {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => s,
-            other => return Err(not_text("model", &other)),
-        };
+        let query = constant_text(&exprs[0], "query", bad_input)?;
+        let model = constant_text(&exprs[1], "model", bad_input)?;
         let parameter = match exprs.get(2) {
             None => None,
             Some(expr) => {
-                let value = constant(expr, "parameter")?;
+                let value = constant(expr, "parameter", bad_input)?;
                 if value.is_null() {
                     None
                 } else if value.data_type().is_numeric() {
@@ -93,28 +81,6 @@ impl TableFunctionImpl for AttributionFunction {
         };
         let model = Model::from_name(&model, parameter).map_err(error)?;
         Ok(Arc::new(AttributionTable { query, model }))
-    }
-}
-
-fn not_text(what: &str, value: &ScalarValue) -> DataFusionError {
-    bad_input(format!(
-        "the {what} must be a text, found {value} of type {}",
-        value.data_type()
-    ))
-}
-
-/// The value of a constant argument.
-fn constant(expr: &Expr, what: &str) -> Result<ScalarValue> {
-    match expr {
-        Expr::Literal(value, _) => Ok(value.clone()),
-        Expr::Placeholder(p) => Err(bad_input(format!(
-            "the {what} must be a constant: a bound parameter ({}) is not known when the \
-             statement is planned",
-            p.id
-        ))),
-        other => Err(bad_input(format!(
-            "the {what} must be a constant, found {other}"
-        ))),
     }
 }
 
@@ -152,15 +118,8 @@ impl TableProvider for AttributionTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let state = session
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| {
-                DataFusionError::NotImplemented(format!(
-                    "{NAME} needs a DataFusion SessionState to plan its query"
-                ))
-            })?;
-        let plan = plan_query(state, &self.query).await?;
+        let state = session_state(session, NAME)?;
+        let plan = plan_query(state, &self.query, NAME, COLUMNS, bad_input).await?;
         let has_value = check_columns(plan.schema().as_arrow())?;
         let input = state.create_physical_plan(&plan).await?;
         let projected = match projection {
@@ -182,33 +141,6 @@ impl TableProvider for AttributionTable {
             properties: Arc::new(properties),
         }))
     }
-}
-
-/// Plans `sql` as the engine plans a client's query: one query statement, with the
-/// PostgreSQL rewrites, and no function that changes state. DataFusion's errors keep
-/// their SQLSTATE and say they are the query's.
-async fn plan_query(state: &SessionState, sql: &str) -> Result<LogicalPlan> {
-    let in_query = |e: DataFusionError| e.context(format!("{NAME}: the query"));
-    let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(sql, &dialect).map_err(in_query)?;
-    match &mut statement {
-        DFStatement::Statement(s) if matches!(**s, ast::Statement::Query(_)) => {
-            crate::rewrite::rewrite(s)
-        }
-        _ => {
-            return Err(bad_input(format!(
-                "the query must be one SELECT, WITH or VALUES query returning {COLUMNS}"
-            )));
-        }
-    }
-    let plan = state.statement_to_plan(statement).await.map_err(in_query)?;
-    let plan = crate::rewrite::scalar_subquery::rewrite(plan).map_err(in_query)?;
-    if let Some(function) = crate::session::writing_function(&plan) {
-        return Err(bad_input(format!(
-            "the query may not call {function}(), which changes state"
-        )));
-    }
-    Ok(plan)
 }
 
 /// Checks the query's columns; returns whether it has a value column.

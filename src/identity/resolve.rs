@@ -1,0 +1,622 @@
+//! Batch resolution: identifier edges in, one person id per identifier out.
+//!
+//! The steps, each a pass over arrays indexed by node or link number:
+//!
+//! 1. **Intern** every identifier (see `edges`); a new identifier is checked once against
+//!    the blocked values and patterns of its type. Rows with a NULL side are rejected
+//!    (`missing_identifier`), rows touching a blocked identifier too (`blocked_value`).
+//! 2. With no rule but blocking, every other row is a union at once: plain connected
+//!    components, with no per-edge memory.
+//! 3. Otherwise the rows become **links**: distinct identifier pairs with their number of
+//!    observations and first and last time seen (a sort by pair).
+//! 4. **Hubs**: an identifier linked to more distinct identifiers than its type's
+//!    `max_degree` loses all its links (`max_degree`): a shared store tablet is no evidence
+//!    that its users are one person, whichever of them came first.
+//! 5. **Limits** (`max_per_person`, `max_identifiers`): links are merged in a fixed order
+//!    (priority class of the link's lower-priority type, then the tie-break, then the
+//!    fingerprints) and a merge that would break a limit is rejected instead; what remains
+//!    is retried. The order depends only on the links, never on the order of the rows.
+//! 6. **Person ids**: a person's id is the smallest fingerprint among its identifiers. It
+//!    depends only on who is in the person, so running again on the same edges, in any
+//!    order, gives the same ids, and a person that gains no identifier keeps its id when
+//!    other edges are added.
+
+use std::collections::{HashMap, HashSet};
+
+use super::edges::{EdgeBatch, Interner};
+use super::rules::{Rules, TieBreak, TypeRules};
+use super::union_find::UnionFind;
+use super::{IdentityError, Reason};
+
+/// Person id of an identifier that belongs to nobody (a blocked value).
+const NOBODY: i64 = -1;
+
+/// An edge (or, from step 3 on, a distinct link) that was not merged, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    /// The input row of its latest observation, counting across batches from 0.
+    pub row: u64,
+    pub reason: Reason,
+    /// How many rows gave this link.
+    pub observations: u64,
+    /// Times in microseconds since the epoch; `i64::MIN` when unknown.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// One person: its id and how many identifiers of each type it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonSummary {
+    pub person_id: i64,
+    pub identifiers: u64,
+    /// (type, count), by type name.
+    pub types: Vec<(String, u64)>,
+}
+
+/// What one resolution found.
+pub struct Resolution {
+    batches: Vec<EdgeBatch>,
+    /// Global row number of each batch's first row.
+    batch_starts: Vec<u64>,
+    interner: Interner,
+    /// Person id of each node; [`NOBODY`] for blocked identifiers.
+    person: Vec<i64>,
+    rejected: Vec<Rejected>,
+    edges: u64,
+}
+
+impl std::fmt::Debug for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolution")
+            .field("edges", &self.edges)
+            .field("identifiers", &self.person.len())
+            .field("rejected", &self.rejected.len())
+            .finish()
+    }
+}
+
+/// A distinct identifier pair (`a < b`, or `a == b` for a self-link).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub a: u32,
+    pub b: u32,
+    pub observations: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Global row of the latest observation.
+    pub row: u64,
+}
+
+impl Link {
+    pub fn rejected(&self, reason: Reason) -> Rejected {
+        Rejected {
+            row: self.row,
+            reason,
+            observations: self.observations,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        }
+    }
+}
+
+/// Rows, one per edge, that step 3 turns into links.
+#[derive(Default)]
+struct Rows {
+    a: Vec<u32>,
+    b: Vec<u32>,
+    observed_at: Vec<i64>,
+    row: Vec<u64>,
+}
+
+impl Rows {
+    fn push(&mut self, a: u32, b: u32, observed_at: i64, row: u64) {
+        self.a.push(a);
+        self.b.push(b);
+        self.observed_at.push(observed_at);
+        self.row.push(row);
+    }
+
+    /// The distinct links of the rows.
+    fn into_links(self) -> Vec<Link> {
+        let mut order: Vec<(u64, u32)> = (0..self.a.len())
+            .map(|i| {
+                let (a, b) = (self.a[i], self.b[i]);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                ((u64::from(lo) << 32) | u64::from(hi), i as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut links: Vec<Link> = Vec::with_capacity(order.len());
+        let mut last_key = None;
+        for (key, i) in order {
+            let i = i as usize;
+            let observed_at = self.observed_at[i];
+            if last_key == Some(key) {
+                let link = links.last_mut().expect("a link per key seen");
+                link.observations += 1;
+                link.first_seen = link.first_seen.min(observed_at);
+                if observed_at > link.last_seen {
+                    (link.last_seen, link.row) = (observed_at, self.row[i]);
+                } else if observed_at == link.last_seen {
+                    link.row = link.row.max(self.row[i]);
+                }
+                continue;
+            }
+            last_key = Some(key);
+            links.push(Link {
+                a: (key >> 32) as u32,
+                b: key as u32,
+                observations: 1,
+                first_seen: observed_at,
+                last_seen: observed_at,
+                row: self.row[i],
+            });
+        }
+        links
+    }
+}
+
+/// Steps 1–3: what every run does with its rows.
+pub(crate) struct Intake {
+    pub interner: Interner,
+    /// The rules of each interned type, by type index.
+    pub type_rules: Vec<TypeRules>,
+    /// One set per node; with `collect_links` false, the rows are already unions.
+    pub sets: UnionFind,
+    pub blocked: Vec<bool>,
+    /// The distinct links not touching a blocked identifier (with `collect_links`).
+    pub links: Vec<Link>,
+    /// Missing-identifier rows and blocked links.
+    pub rejected: Vec<Rejected>,
+    pub batch_starts: Vec<u64>,
+    pub rows: u64,
+}
+
+pub(crate) fn intake(
+    batches: &[EdgeBatch],
+    rules: &Rules,
+    collect_links: bool,
+) -> Result<Intake, IdentityError> {
+    let total: usize = batches.iter().map(EdgeBatch::len).sum();
+    let mut interner = Interner::with_capacity(total);
+    let mut type_rules: Vec<TypeRules> = Vec::new();
+    let mut sets = UnionFind::default();
+    let mut blocked: Vec<bool> = Vec::with_capacity(total);
+    let mut rows = Rows::default();
+    let mut blocked_rows = Rows::default();
+    let mut rejected = Vec::new();
+    let mut batch_starts = Vec::with_capacity(batches.len());
+    let mut start = 0u64;
+    for batch in batches {
+        batch_starts.push(start);
+        for row in 0..batch.len() {
+            let global = start + row as u64;
+            let observed_at = batch.observed_at(row);
+            let Some(((type_a, id_a), (type_b, id_b))) = batch.identifiers(row) else {
+                rejected.push(Rejected {
+                    row: global,
+                    reason: Reason::MissingIdentifier,
+                    observations: 1,
+                    first_seen: observed_at,
+                    last_seen: observed_at,
+                });
+                continue;
+            };
+            let mut node = |id_type: &str, value: &str| {
+                let type_index = interner.type_index(id_type)?;
+                if usize::from(type_index) == type_rules.len() {
+                    type_rules.push(rules.for_type(id_type));
+                }
+                let (node, new) = interner.intern(type_index, value)?;
+                if new {
+                    sets.push();
+                    blocked.push(type_rules[usize::from(type_index)].is_blocked(value));
+                }
+                Ok::<_, IdentityError>((node, blocked[node as usize]))
+            };
+            let (a, a_blocked) = node(type_a, id_a)?;
+            let (b, b_blocked) = node(type_b, id_b)?;
+            if a_blocked || b_blocked {
+                blocked_rows.push(a, b, observed_at, global);
+            } else if collect_links {
+                rows.push(a, b, observed_at, global);
+            } else {
+                sets.union(a, b);
+            }
+        }
+        start += batch.len() as u64;
+    }
+    rejected.extend(
+        blocked_rows
+            .into_links()
+            .iter()
+            .map(|link| link.rejected(Reason::BlockedValue)),
+    );
+    Ok(Intake {
+        interner,
+        type_rules,
+        sets,
+        blocked,
+        links: rows.into_links(),
+        rejected,
+        batch_starts,
+        rows: start,
+    })
+}
+
+/// Resolves `batches` of edges under `rules`.
+///
+/// ```
+/// use martdb::identity::{Edge, EdgeBatch, Rules, resolve};
+/// let edges = [
+///     Edge { type_a: "phone", id_a: "13800000001", type_b: "device", id_b: "d1", observed_at: 0 },
+///     Edge { type_a: "device", id_a: "d1", type_b: "email", id_b: "a@x.com", observed_at: 0 },
+///     Edge { type_a: "phone", id_a: "13800000002", type_b: "device", id_b: "d2", observed_at: 0 },
+/// ];
+/// let resolution = resolve(vec![EdgeBatch::from_edges(&edges)], &Rules::default()).unwrap();
+/// let alice = resolution.person_id("email", "a@x.com").unwrap();
+/// assert_eq!(resolution.person_id("phone", "13800000001"), Some(alice));
+/// assert_ne!(resolution.person_id("phone", "13800000002"), Some(alice));
+/// assert_eq!(resolution.persons().len(), 2);
+/// ```
+pub fn resolve(batches: Vec<EdgeBatch>, rules: &Rules) -> Result<Resolution, IdentityError> {
+    let Intake {
+        interner,
+        type_rules,
+        mut sets,
+        blocked,
+        links,
+        mut rejected,
+        batch_starts,
+        rows,
+    } = intake(&batches, rules, rules.needs_links())?;
+    if rules.needs_links() {
+        let links = reject_hubs(&links, &interner, &type_rules, &mut rejected);
+        if rules.orders_links() {
+            merge_in_order(
+                links,
+                rules,
+                &interner,
+                &type_rules,
+                &mut sets,
+                &mut rejected,
+            );
+        } else {
+            for link in links {
+                sets.union(link.a, link.b);
+            }
+        }
+    }
+    let person = person_ids(&interner, &blocked, &mut sets);
+    rejected.sort_unstable_by_key(|r| r.row);
+    Ok(Resolution {
+        batches,
+        batch_starts,
+        interner,
+        person,
+        rejected,
+        edges: rows,
+    })
+}
+
+/// Step 4: the links not touching a hub; the others are rejected.
+fn reject_hubs(
+    links: &[Link],
+    interner: &Interner,
+    type_rules: &[TypeRules],
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Link> {
+    if type_rules.iter().all(|t| t.max_degree.is_none()) {
+        return links.to_vec();
+    }
+    let mut degree = vec![0u32; interner.len()];
+    for link in links.iter().filter(|l| l.a != l.b) {
+        degree[link.a as usize] += 1;
+        degree[link.b as usize] += 1;
+    }
+    let is_hub = |node: u32| {
+        let cap = type_rules[usize::from(interner.type_of(node))].max_degree;
+        cap.is_some_and(|cap| degree[node as usize] > cap)
+    };
+    let mut kept = Vec::with_capacity(links.len());
+    for link in links {
+        if is_hub(link.a) || is_hub(link.b) {
+            rejected.push(link.rejected(Reason::MaxDegree));
+        } else {
+            kept.push(*link);
+        }
+    }
+    kept
+}
+
+/// The order key of a link under step 5: smaller merges first.
+fn order_key(link: &Link, rank_class: &[u16], interner: &Interner, tie: TieBreak) -> (u128, u64) {
+    let class = rank_class[usize::from(interner.type_of(link.a))]
+        .max(rank_class[usize::from(interner.type_of(link.b))]);
+    // Later times and more observations first: invert them.
+    let later_first = !((link.last_seen as u64) ^ (1 << 63));
+    let more_first = match tie {
+        TieBreak::Recency => 0,
+        TieBreak::Frequency => u32::MAX - link.observations.min(u64::from(u32::MAX)) as u32,
+    };
+    let primary =
+        (u128::from(class) << 96) | (u128::from(more_first) << 64) | u128::from(later_first);
+    let (fa, fb) = (interner.fingerprint(link.a), interner.fingerprint(link.b));
+    let (lo, hi) = if fa <= fb { (fa, fb) } else { (fb, fa) };
+    (primary, lo ^ hi.rotate_left(29))
+}
+
+/// The order step 5 merges `links` in: their indices.
+pub(crate) fn merge_order(
+    links: &[Link],
+    rules: &Rules,
+    interner: &Interner,
+    type_rules: &[TypeRules],
+) -> Vec<u32> {
+    // Ranks become dense classes: 0 for the highest priority among the types present.
+    let mut ranks: Vec<i64> = type_rules.iter().map(|t| t.rank).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let rank_class: Vec<u16> = type_rules
+        .iter()
+        .map(|t| ranks.binary_search(&t.rank).expect("a rank of a type") as u16)
+        .collect();
+    let tie = rules.get_tie_break();
+    let mut order: Vec<(u128, u64, u32)> = links
+        .iter()
+        .enumerate()
+        .map(|(i, link)| {
+            let (primary, secondary) = order_key(link, &rank_class, interner, tie);
+            (primary, secondary, i as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// Step 5: merges `links` in order, rejecting those that would break a limit.
+fn merge_in_order(
+    links: Vec<Link>,
+    rules: &Rules,
+    interner: &Interner,
+    type_rules: &[TypeRules],
+    sets: &mut UnionFind,
+    rejected: &mut Vec<Rejected>,
+) {
+    let order = merge_order(&links, rules, interner, type_rules);
+    // Per-person counts of the limited types, kept at each set's root.
+    let limited: Vec<(u16, u32)> = type_rules
+        .iter()
+        .enumerate()
+        .filter_map(|(t, rules)| rules.max_per_person.map(|limit| (t as u16, limit)))
+        .collect();
+    let width = limited.len();
+    let mut counts = vec![0u32; interner.len() * width];
+    for node in 0..interner.len() {
+        let node_type = interner.type_of(node as u32);
+        if let Some(slot) = limited.iter().position(|&(t, _)| t == node_type) {
+            counts[node * width + slot] = 1;
+        }
+    }
+    let max_identifiers = rules.max_identifiers_limit();
+    'links: for i in order {
+        let link = &links[i as usize];
+        let (a, b) = (sets.find(link.a), sets.find(link.b));
+        if a == b {
+            continue;
+        }
+        if let Some(cap) = max_identifiers
+            && u64::from(sets.size(a)) + u64::from(sets.size(b)) > u64::from(cap)
+        {
+            rejected.push(link.rejected(Reason::MaxIdentifiers));
+            continue;
+        }
+        let (a_at, b_at) = (a as usize * width, b as usize * width);
+        for (slot, &(id_type, limit)) in limited.iter().enumerate() {
+            if counts[a_at + slot] + counts[b_at + slot] > limit {
+                rejected.push(link.rejected(Reason::MaxPerPerson(id_type)));
+                continue 'links;
+            }
+        }
+        let (root, absorbed) = sets.union_roots(a, b);
+        let (root_at, absorbed_at) = (root as usize * width, absorbed as usize * width);
+        for slot in 0..width {
+            counts[root_at + slot] += counts[absorbed_at + slot];
+        }
+    }
+}
+
+/// Step 6: each node's person id, the smallest fingerprint of its set.
+fn person_ids(interner: &Interner, blocked: &[bool], sets: &mut UnionFind) -> Vec<i64> {
+    let n = interner.len();
+    // Pass 1 keeps each set's minimum at its root; pass 2 copies it to the members. A
+    // non-root slot is only ever written, never read, so one array serves both.
+    let mut ids = vec![i64::MAX; n];
+    for node in 0..n as u32 {
+        if !blocked[node as usize] {
+            let root = sets.find(node) as usize;
+            ids[root] = ids[root].min(interner.fingerprint(node) as i64);
+        }
+    }
+    for node in 0..n as u32 {
+        ids[node as usize] = match blocked[node as usize] {
+            true => NOBODY,
+            false => ids[sets.find(node) as usize],
+        };
+    }
+    if interner.fingerprints_collide() {
+        let roots: Vec<u32> = (0..n as u32).map(|node| sets.find(node)).collect();
+        separate_sets_sharing_an_id(&mut ids, &roots, |node| {
+            (
+                interner.type_name(interner.type_of(node)),
+                interner.value(node),
+            )
+        });
+    }
+    ids
+}
+
+/// When two different identifiers share a fingerprint, two sets may have come out with
+/// the same id. The set whose smallest identifier (by type, then value) is smaller keeps
+/// it; the others take the next ids that no set uses. Deterministic for the same sets.
+fn separate_sets_sharing_an_id<'a>(
+    ids: &mut [i64],
+    roots: &[u32],
+    identifier: impl Fn(u32) -> (&'a str, &'a str),
+) {
+    let mut root_of_id: HashMap<i64, u32> = HashMap::new();
+    let mut shared: HashSet<i64> = HashSet::new();
+    for (node, &root) in roots.iter().enumerate() {
+        let id = ids[node];
+        if id == NOBODY {
+            continue;
+        }
+        if *root_of_id.entry(id).or_insert(root) != root {
+            shared.insert(id);
+        }
+    }
+    if shared.is_empty() {
+        return;
+    }
+    let mut used: HashSet<i64> = root_of_id.keys().copied().collect();
+    // (id, smallest identifier, root) of every set with a shared id.
+    let mut smallest: HashMap<u32, (i64, (&str, &str))> = HashMap::new();
+    for (node, &root) in roots.iter().enumerate() {
+        if shared.contains(&ids[node]) {
+            let key = identifier(node as u32);
+            smallest
+                .entry(root)
+                .and_modify(|(_, min)| *min = (*min).min(key))
+                .or_insert((ids[node], key));
+        }
+    }
+    let mut sets: Vec<(i64, (&str, &str), u32)> = smallest
+        .into_iter()
+        .map(|(root, (id, key))| (id, key, root))
+        .collect();
+    sets.sort_unstable();
+    let mut new_id: HashMap<u32, i64> = HashMap::new();
+    for pair in sets.windows(2) {
+        let (id, _, root) = pair[1];
+        if pair[0].0 == id {
+            let mut candidate = id;
+            while used.contains(&candidate) {
+                candidate = (candidate + 1) & i64::MAX;
+            }
+            used.insert(candidate);
+            new_id.insert(root, candidate);
+        }
+    }
+    for (node, &root) in roots.iter().enumerate() {
+        if let Some(&id) = new_id.get(&root) {
+            ids[node] = id;
+        }
+    }
+}
+
+impl Resolution {
+    /// Rows read.
+    pub fn edges(&self) -> u64 {
+        self.edges
+    }
+
+    /// Identifiers that belong to a person (blocked ones do not).
+    pub fn identifiers(&self) -> impl Iterator<Item = (&str, &str, i64)> + '_ {
+        (0..self.interner.len() as u32).filter_map(move |node| {
+            let person = self.person[node as usize];
+            (person != NOBODY).then(|| {
+                (
+                    self.interner.type_name(self.interner.type_of(node)),
+                    self.interner.value(node),
+                    person,
+                )
+            })
+        })
+    }
+
+    /// The person of identifier (`id_type`, `id`), if it was resolved and is not blocked.
+    pub fn person_id(&self, id_type: &str, id: &str) -> Option<i64> {
+        let node = self.interner.get(id_type, id)?;
+        let person = self.person[node as usize];
+        (person != NOBODY).then_some(person)
+    }
+
+    /// Every person, by id.
+    pub fn persons(&self) -> Vec<PersonSummary> {
+        let types = self.interner.type_names().len();
+        let mut by_person: HashMap<i64, Vec<u64>> = HashMap::new();
+        for node in 0..self.interner.len() as u32 {
+            let person = self.person[node as usize];
+            if person != NOBODY {
+                by_person.entry(person).or_insert_with(|| vec![0; types])
+                    [usize::from(self.interner.type_of(node))] += 1;
+            }
+        }
+        let mut persons: Vec<PersonSummary> = by_person
+            .into_iter()
+            .map(|(person_id, counts)| {
+                let mut types: Vec<(String, u64)> = counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, &n)| (self.interner.type_name(t as u16).to_string(), n))
+                    .collect();
+                types.sort_unstable();
+                PersonSummary {
+                    person_id,
+                    identifiers: types.iter().map(|(_, n)| n).sum(),
+                    types,
+                }
+            })
+            .collect();
+        persons.sort_unstable_by_key(|p| p.person_id);
+        persons
+    }
+
+    /// Rejected edges (links, from step 3 on), by input row.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
+    }
+
+    /// The input row `row` (global) as (type_a, id_a, type_b, id_b, source).
+    pub fn row_text(&self, row: u64) -> [Option<&str>; 5] {
+        let batch = self.batch_starts.partition_point(|&start| start <= row) - 1;
+        self.batches[batch].row_text((row - self.batch_starts[batch]) as usize)
+    }
+
+    /// A reason in words, e.g. `max_per_person: national_id`.
+    pub fn describe(&self, reason: Reason) -> String {
+        match self.detail(reason) {
+            Some(detail) => format!("{}: {detail}", reason.name()),
+            None => reason.name().to_string(),
+        }
+    }
+
+    /// What a reason is about beyond its name: the id type of a `max_per_person`.
+    pub fn detail(&self, reason: Reason) -> Option<&str> {
+        match reason {
+            Reason::MaxPerPerson(id_type) => Some(self.interner.type_name(id_type)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_sharing_an_id_are_separated_deterministically() {
+        // Nodes 0-1 are one set, 2-3 another, 4 a third; sets {0,1} and {2,3} share id 7,
+        // and id 8 is taken by node 4, so the loser gets 9.
+        let keys = [("a", "2"), ("a", "5"), ("a", "1"), ("b", "0"), ("c", "0")];
+        let roots = [0, 0, 2, 2, 4];
+        let mut ids = vec![7, 7, 7, 7, 8];
+        separate_sets_sharing_an_id(&mut ids, &roots, |n| keys[n as usize]);
+        // {2,3} holds ("a","1") < ("a","2"), so it keeps 7.
+        assert_eq!(ids, vec![9, 9, 7, 7, 8]);
+        let mut unchanged = vec![1, 1, 2, 2, 3];
+        separate_sets_sharing_an_id(&mut unchanged, &roots, |n| keys[n as usize]);
+        assert_eq!(unchanged, vec![1, 1, 2, 2, 3]);
+    }
+}

@@ -1,0 +1,92 @@
+//! Table functions that take a query as a text argument (`attribution`,
+//! `resolve_identities`, ...): reading their constant arguments and planning the query
+//! as the engine plans a client's.
+
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast;
+
+/// The value of a constant argument; `bad` makes the function's own input error.
+pub(crate) fn constant(
+    expr: &Expr,
+    what: &str,
+    bad: impl Fn(String) -> DataFusionError,
+) -> Result<ScalarValue> {
+    match expr {
+        Expr::Literal(value, _) => Ok(value.clone()),
+        Expr::Placeholder(p) => Err(bad(format!(
+            "the {what} must be a constant: a bound parameter ({}) is not known when the \
+             statement is planned",
+            p.id
+        ))),
+        other => Err(bad(format!("the {what} must be a constant, found {other}"))),
+    }
+}
+
+/// The text of a constant text argument.
+pub(crate) fn constant_text(
+    expr: &Expr,
+    what: &str,
+    bad: impl Fn(String) -> DataFusionError,
+) -> Result<String> {
+    match constant(expr, what, &bad)? {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Ok(s),
+        other => Err(bad(format!(
+            "the {what} must be a text, found {other} of type {}",
+            other.data_type()
+        ))),
+    }
+}
+
+/// Plans `sql`, the query argument of `function`, as the engine plans a client's query:
+/// one query statement, with the PostgreSQL rewrites, and no function that changes state.
+/// DataFusion's errors keep their SQLSTATE and say whose query they are about.
+pub(crate) async fn plan_query(
+    state: &SessionState,
+    sql: &str,
+    function: &str,
+    returning: &str,
+    bad: impl Fn(String) -> DataFusionError,
+) -> Result<LogicalPlan> {
+    let in_query = |e: DataFusionError| e.context(format!("{function}: the query"));
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect).map_err(in_query)?;
+    match &mut statement {
+        DFStatement::Statement(s) if matches!(**s, ast::Statement::Query(_)) => {
+            crate::rewrite::rewrite(s)
+        }
+        _ => {
+            return Err(bad(format!(
+                "the query must be one SELECT, WITH or VALUES query returning {returning}"
+            )));
+        }
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(in_query)?;
+    let plan = crate::rewrite::scalar_subquery::rewrite(plan).map_err(in_query)?;
+    if let Some(function) = crate::session::writing_function(&plan) {
+        return Err(bad(format!(
+            "the query may not call {function}(), which changes state"
+        )));
+    }
+    Ok(plan)
+}
+
+/// The session state of a table function's scan.
+pub(crate) fn session_state<'a>(
+    session: &'a dyn datafusion::catalog::Session,
+    function: &str,
+) -> Result<&'a SessionState> {
+    session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| {
+            DataFusionError::NotImplemented(format!(
+                "{function} needs a DataFusion SessionState to plan its query"
+            ))
+        })
+}
