@@ -174,8 +174,8 @@ impl IdentityGraph {
         rules: &Rules,
     ) -> Result<UpdateSummary, IdentityError> {
         let Intake {
-            interner,
-            type_rules,
+            mut interner,
+            mut type_rules,
             mut sets,
             blocked,
             links,
@@ -183,6 +183,14 @@ impl IdentityGraph {
             batch_starts,
             rows,
         } = intake(batches, rules, true)?;
+        // A limit holds for the persons an update merges even when none of the update's
+        // identifiers is of the limited type: every limited type gets a tally.
+        for id_type in rules.limited_types() {
+            if usize::from(interner.type_index(id_type)?) == type_rules.len() {
+                type_rules.push(rules.for_type(id_type));
+            }
+        }
+        let interner = interner;
         let storage = self.storage()?;
         let kv = |e: redb::Error| IdentityError::Store(storage.kv_error(e));
         let now = now_micros();
@@ -359,6 +367,7 @@ impl IdentityGraph {
             // others merge into it; a set of new identifiers only is a new person.
             struct Group {
                 persons: Vec<i64>,
+                stored_nodes: Vec<u32>,
                 new_nodes: Vec<u32>,
                 smallest: i64,
             }
@@ -369,11 +378,13 @@ impl IdentityGraph {
                 }
                 let group = groups.entry(sets.find(node)).or_insert(Group {
                     persons: Vec::new(),
+                    stored_nodes: Vec::new(),
                     new_nodes: Vec::new(),
                     smallest: i64::MAX,
                 });
                 match stored[node as usize] {
                     Some((person, ..)) => {
+                        group.stored_nodes.push(node);
                         if !group.persons.contains(&person) {
                             group.persons.push(person);
                         }
@@ -426,6 +437,13 @@ impl IdentityGraph {
                     survivor
                 };
                 taken.insert(person);
+                for &node in group.new_nodes.iter().chain(&group.stored_nodes) {
+                    person_of[node as usize] = person;
+                }
+                if group.new_nodes.is_empty() && group.persons.len() == 1 {
+                    // Known identifiers of one person: the person did not change.
+                    continue;
+                }
                 let mut added: BTreeMap<&str, u64> = BTreeMap::new();
                 for &node in &group.new_nodes {
                     let (id_type, value) = key_of(node);
@@ -454,18 +472,6 @@ impl IdentityGraph {
                         (identifiers + group.new_nodes.len() as u64, created_at, now),
                     )
                     .map_err(|e| kv(e.into()))?;
-                for &node in &group.new_nodes {
-                    person_of[node as usize] = person;
-                }
-                if !group.persons.is_empty() {
-                    // Stored identifiers of the set now all belong to `person` (merges
-                    // above moved their rows); their own rows are rewritten below.
-                    for node in 0..n {
-                        if stored[node].is_some_and(|s| group.persons.contains(&s.0)) {
-                            person_of[node] = person;
-                        }
-                    }
-                }
             }
 
             // Identifier rows: person, degree, hub flag and times seen.
@@ -473,11 +479,26 @@ impl IdentityGraph {
                 .iter()
                 .map(|s| s.map_or((i64::MAX, i64::MIN), |s| (s.3, s.4)))
                 .collect();
+            let mut see = |node: u32, first: i64, last: i64| {
+                let times = &mut seen[node as usize];
+                times.0 = times.0.min(first);
+                times.1 = times.1.max(last);
+            };
             for link in &links {
                 for node in [link.a, link.b] {
-                    let times = &mut seen[node as usize];
-                    times.0 = times.0.min(link.first_seen);
-                    times.1 = times.1.max(link.last_seen);
+                    see(node, link.first_seen, link.last_seen);
+                }
+            }
+            // An identifier seen beside a blocked value was seen all the same.
+            for rejection in &intake_rejected {
+                let batch = batch_starts.partition_point(|&s| s <= rejection.row) - 1;
+                let row = (rejection.row - batch_starts[batch]) as usize;
+                if let Some((a, b)) = batches[batch].identifiers(row) {
+                    for (id_type, id) in [a, b] {
+                        if let Some(node) = interner.get(id_type, id) {
+                            see(node, rejection.first_seen, rejection.last_seen);
+                        }
+                    }
                 }
             }
             for node in 0..n as u32 {
@@ -551,8 +572,8 @@ impl IdentityGraph {
             // Blocked links are stored as rejected too (identifiers of either side are
             // strings of the input rows); rows with a missing side only count.
             for rejection in &intake_rejected {
-                summary.rejected += 1;
                 if rejection.reason != Reason::BlockedValue {
+                    summary.rejected += 1;
                     continue;
                 }
                 let batch = batch_starts.partition_point(|&s| s <= rejection.row) - 1;
@@ -565,13 +586,18 @@ impl IdentityGraph {
                 } else {
                     (b.0, b.1, a.0, a.1)
                 };
-                let (observations, first_seen, last_seen) = link_table
-                    .get(key)
-                    .map_err(|e| kv(e.into()))?
-                    .map_or((0, i64::MAX, i64::MIN), |v| {
-                        let (o, f, l, ..) = v.value();
-                        (o, f, l)
-                    });
+                let stored_link = link_table.get(key).map_err(|e| kv(e.into()))?.map(|v| {
+                    let (o, f, l, ..) = v.value();
+                    (o, f, l)
+                });
+                if stored_link.is_some() {
+                    summary.known_links += 1;
+                } else {
+                    summary.new_links += 1;
+                    summary.rejected += 1;
+                }
+                let (observations, first_seen, last_seen) =
+                    stored_link.unwrap_or((0, i64::MAX, i64::MIN));
                 link_table
                     .insert(
                         key,

@@ -206,6 +206,11 @@ impl Rules {
         self.tie_break
     }
 
+    /// The id types with a `max_per_person` limit.
+    pub(crate) fn limited_types(&self) -> impl Iterator<Item = &str> {
+        self.max_per_person.keys().map(String::as_str)
+    }
+
     pub(crate) fn max_identifiers_limit(&self) -> Option<u32> {
         self.max_identifiers
     }
