@@ -556,3 +556,70 @@ fn experiments_example_analyses_the_demo_campaign() {
     assert_eq!(users.iter().sum::<f64>(), 20000.0);
     assert!((users[2] / 20000.0 - 0.5).abs() < 0.02, "{users:?}");
 }
+
+#[test]
+fn identity_example_resolves_the_demo_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = martdb()
+        .args(["demo", "--data", data, "--users", "20000"])
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/identity.sql");
+    let run = martdb()
+        .args(["sql", "--data", data, "--format", "csv", "-f", script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success() && run.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = String::from_utf8(run.stdout).unwrap();
+    let numbers_after = |header: &str| -> Vec<i64> {
+        let at = out
+            .lines()
+            .position(|l| l.starts_with(header))
+            .unwrap_or_else(|| panic!("no {header} in {out}"));
+        let row = out.lines().nth(at + 1).unwrap();
+        row.split(',').filter_map(|v| v.parse().ok()).collect()
+    };
+    let line = |prefix: &str| -> Vec<i64> {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in {out}"));
+        row.split(',').skip(1).map(|v| v.parse().unwrap()).collect()
+    };
+    // Without rules junk values and store tablets merge hundreds of people; the rules
+    // undo nearly all of it and split almost nobody.
+    let (plain, ruled) = (line("no rules,"), line("rules,"));
+    assert!(plain[0] > 100, "{out}");
+    assert!(ruled[0] * 5 < plain[0], "{out}");
+    assert!(ruled[1] < 200, "{out}");
+    // Rejections by reason: the junk values and the tablets are caught.
+    for reason in ["blocked_value,", "max_degree,", "max_per_person,"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(reason)),
+            "{reason} in {out}"
+        );
+    }
+    // The second update adds to known persons and merges some.
+    let updates: Vec<Vec<i64>> = out
+        .lines()
+        .filter(|l| l.starts_with("1,") || l.starts_with("2,"))
+        .filter_map(|l| {
+            l.split(',')
+                .map(|v| v.parse().ok())
+                .collect::<Option<Vec<i64>>>()
+        })
+        .filter(|row| row.len() == 8)
+        .collect();
+    assert_eq!(updates.len(), 2, "{out}");
+    assert!(updates[1][3] > 0, "links seen again: {out}");
+    let merges = numbers_after("merges,");
+    assert_eq!(merges[0], updates[1][7], "{out}");
+    let counted = numbers_after("phones_and_openids,");
+    assert!(counted[1] < counted[0] && counted[1] > 15_000, "{out}");
+}

@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod coupons;
 mod differential;
+mod identity;
 mod prepared;
 mod server;
 mod slt;

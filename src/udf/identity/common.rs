@@ -161,7 +161,8 @@ fn check_edge_columns(schema: &Schema) -> Result<()> {
     };
     for (position, role) in [(0, "id_a"), (1, "type_a"), (2, "id_b"), (3, "type_b")] {
         let data_type = fields[position].data_type();
-        if !(is_text(data_type) || data_type.is_integer()) {
+        // A NULL column (`SELECT phone, 'phone', NULL, ...`) is rows with a missing side.
+        if !(is_text(data_type) || data_type.is_integer() || data_type == &DataType::Null) {
             return Err(wrong(position, role, "a text or an integer"));
         }
     }

@@ -24,7 +24,7 @@
 //! | --- | --- |
 //! | `resolve_identities` | `person_id bigint, id_type text, id text`: every identifier that is not blocked |
 //! | `resolve_identities_persons` | `person_id bigint, identifiers bigint, id_types text` (`'device:2, phone:1'`) |
-//! | `resolve_identities_rejected` | `type_a, id_a, type_b, id_b text, observations bigint, first_seen, last_seen timestamp, reason text, detail text, source text`: one row per distinct link not merged (per row for `missing_identifier`); `detail` is the id type of a `max_per_person` rejection |
+//! | `resolve_identities_rejected` | `type_a, id_a, type_b, id_b text, observations bigint, first_seen, last_seen timestamp, reason text, detail text, source text`: one row per distinct link not merged, the smaller (type, id) first (per row for `missing_identifier`, as the row gave it); `detail` is the id type of a `max_per_person` rejection; `source` that of the latest observation |
 //!
 //! Nothing is stored. The same edges give the same person ids whatever their order.
 //!
@@ -42,7 +42,8 @@
 //! `martdb.identity_persons` (`person_id, identifiers, id_types, created_at,
 //! updated_at`), `martdb.identity_merges` (`merged_id, into_id, merged_at, update`) and
 //! `martdb.identity_rejected` (the columns of `resolve_identities_rejected` without
-//! `source`).
+//! `source`). Rows with a missing side have no identifier to store them under: an update
+//! counts them in `rejected` and keeps nothing of them.
 //!
 //! The queries run in the calling session, with the PostgreSQL rewrites, when the scan
 //! executes (`EXPLAIN` does not run them); they may not call a function that changes

@@ -57,7 +57,17 @@ impl IdentityJob for ResolveIdentitiesRejected {
         let mut reason = StringBuilder::new();
         let mut detail = StringBuilder::new();
         for rejection in rejected {
-            for (builder, value) in text.iter_mut().zip(resolution.row_text(rejection.row)) {
+            let [type_a, id_a, type_b, id_b, source] = resolution.row_text(rejection.row);
+            // The smaller identifier first, as the stored graph lists a link, whichever
+            // way round its rows gave it.
+            let (a, b) = ((type_a, id_a), (type_b, id_b));
+            let (a, b) =
+                if a.0.is_some() && a.1.is_some() && b.0.is_some() && b.1.is_some() && b < a {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
+            for (builder, value) in text.iter_mut().zip([a.0, a.1, b.0, b.1, source]) {
                 builder.append_option(value);
             }
             observations.append_value(rejection.observations as i64);
