@@ -222,13 +222,25 @@ async fn main() {
     );
     let batches = engine.sql(&sql).await.unwrap();
     let sql_s = started.elapsed().as_secs_f64();
-    let sql_persons = batches[0].column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0);
-    assert_eq!(sql_persons as usize, rules_persons, "SQL and Rust API agree");
+    let sql_persons = batches[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    assert_eq!(
+        sql_persons as usize, rules_persons,
+        "SQL and Rust API agree"
+    );
     println!("martdb SQL resolve_identities with rules, from Parquet: {sql_s:.2} s");
     drop(engine);
 
     let runs_text = runs.to_string();
-    let igraph = peer(&["igraph", "--data", file.to_str().unwrap(), "--runs", &runs_text]);
+    let igraph = peer(&[
+        "igraph",
+        "--data",
+        file.to_str().unwrap(),
+        "--runs",
+        &runs_text,
+    ]);
     let igraph_s = igraph["total_s"].as_f64().unwrap();
     let igraph_components = igraph["components"].as_u64().unwrap();
     assert_eq!(
@@ -264,7 +276,11 @@ async fn main() {
         let timed_out = duckdb["timed_out"].as_bool().unwrap_or(false);
         println!(
             "duckdb recursive CTE: {duckdb_s:.1} s{}",
-            if timed_out { " (timed out: a lower bound)" } else { "" }
+            if timed_out {
+                " (timed out: a lower bound)"
+            } else {
+                ""
+            }
         );
         if !timed_out {
             assert_eq!(duckdb["components"].as_u64().unwrap(), igraph_components);
