@@ -151,10 +151,21 @@ pub(crate) fn type_seed(id_type: &str) -> u64 {
     XxHash3_64::oneshot(id_type.as_bytes())
 }
 
+/// A table entry: the fingerprint's high 32 bits beside the node number, so that a probe
+/// rejects other identifiers without reading their fingerprint or value (each of those is
+/// a cache miss once the table outgrows the cache).
+fn entry(fp: u64, node: u32) -> u64 {
+    (fp >> 31 << 32) | u64::from(node)
+}
+
+fn entry_node(entry: u64) -> u32 {
+    entry as u32
+}
+
 /// Numbers identifiers densely; see the module doc.
 #[derive(Default)]
 pub(crate) struct Interner {
-    table: HashTable<u32>,
+    table: HashTable<u64>,
     fingerprints: Vec<u64>,
     types: Vec<u16>,
     /// `values[ends[n-1]..ends[n]]` is node n's value.
@@ -166,13 +177,15 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    pub fn with_capacity(nodes: usize) -> Self {
+    /// An interner for the identifiers of `edges` edges: up to two per edge, so the table
+    /// is sized for that and never rehashes (a rehash reads every fingerprint again).
+    pub fn for_edges(edges: usize) -> Self {
         Interner {
-            table: HashTable::with_capacity(nodes),
-            fingerprints: Vec::with_capacity(nodes),
-            types: Vec::with_capacity(nodes),
-            ends: Vec::with_capacity(nodes),
-            values: String::with_capacity(nodes.saturating_mul(12)),
+            table: HashTable::with_capacity(edges.saturating_mul(2)),
+            fingerprints: Vec::with_capacity(edges),
+            types: Vec::with_capacity(edges),
+            ends: Vec::with_capacity(edges),
+            values: String::with_capacity(edges.saturating_mul(12)),
             ..Default::default()
         }
     }
@@ -205,8 +218,12 @@ impl Interner {
             ..
         } = self;
         let mut same_fingerprint = false;
-        let found = table.find(fp, |&node| {
-            let node = node as usize;
+        let probe = entry(fp, 0) >> 32;
+        let found = table.find(fp, |&e| {
+            if e >> 32 != probe {
+                return false;
+            }
+            let node = entry_node(e) as usize;
             if fingerprints[node] != fp {
                 return false;
             }
@@ -219,8 +236,8 @@ impl Interner {
             same_fingerprint |= !equal;
             equal
         });
-        if let Some(&node) = found {
-            return Ok((node, false));
+        if let Some(&e) = found {
+            return Ok((entry_node(e), false));
         }
         *collided |= same_fingerprint;
         let node = fingerprints.len();
@@ -230,7 +247,9 @@ impl Interner {
             });
         }
         let node = node as u32;
-        table.insert_unique(fp, node, |&n| fingerprints[n as usize]);
+        table.insert_unique(fp, entry(fp, node), |&e| {
+            fingerprints[entry_node(e) as usize]
+        });
         fingerprints.push(fp);
         types.push(id_type);
         values.push_str(value);
@@ -243,12 +262,13 @@ impl Interner {
         let type_index = self.type_names.iter().position(|t| t == id_type)? as u16;
         let fp = fingerprint(self.type_seeds[usize::from(type_index)], value);
         self.table
-            .find(fp, |&n| {
+            .find(fp, |&e| {
+                let n = entry_node(e);
                 self.fingerprints[n as usize] == fp
                     && self.types[n as usize] == type_index
                     && self.value(n) == value
             })
-            .copied()
+            .map(|&e| entry_node(e))
     }
 
     pub fn len(&self) -> usize {

@@ -178,7 +178,7 @@ pub(crate) fn intake(
     collect_links: bool,
 ) -> Result<Intake, IdentityError> {
     let total: usize = batches.iter().map(EdgeBatch::len).sum();
-    let mut interner = Interner::with_capacity(total);
+    let mut interner = Interner::for_edges(total);
     let mut type_rules: Vec<TypeRules> = Vec::new();
     let mut sets = UnionFind::default();
     let mut blocked: Vec<bool> = Vec::with_capacity(total);
