@@ -2,10 +2,17 @@
 //! `resolve_identities`, ...): reading their constant arguments and planning the query
 //! as the engine plans a client's.
 
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::PlanProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
@@ -89,4 +96,23 @@ pub(crate) fn session_state<'a>(
                 "{function} needs a DataFusion SessionState to plan its query"
             ))
         })
+}
+
+/// The projected schema and plan properties of a table function's execution node: one
+/// partition, emitted whole once its query has run.
+pub(crate) fn output_properties(
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> Result<(SchemaRef, Arc<PlanProperties>)> {
+    let projected = match projection {
+        Some(columns) => Arc::new(schema.project(columns)?),
+        None => schema.clone(),
+    };
+    let properties = PlanProperties::new(
+        EquivalenceProperties::new(projected.clone()),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    );
+    Ok((projected, Arc::new(properties)))
 }

@@ -20,15 +20,12 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::ml::attribution::{Attribution, AttributionError, Journey, Model, Touch, attribute};
-use crate::udf::query::{constant, constant_text, plan_query, session_state};
+use crate::udf::query::{constant, constant_text, output_properties, plan_query, session_state};
 
 pub(super) const NAME: &str = "attribution";
 
@@ -122,23 +119,14 @@ impl TableProvider for AttributionTable {
         let plan = plan_query(state, &self.query, NAME, COLUMNS, bad_input).await?;
         let has_value = check_columns(plan.schema().as_arrow())?;
         let input = state.create_physical_plan(&plan).await?;
-        let projected = match projection {
-            Some(columns) => Arc::new(SCHEMA.project(columns)?),
-            None => SCHEMA.clone(),
-        };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(projected.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let (projected, properties) = output_properties(&SCHEMA, projection)?;
         Ok(Arc::new(AttributionExec {
             input,
             model: self.model,
             has_value,
             projection: projection.cloned(),
             projected,
-            properties: Arc::new(properties),
+            properties,
         }))
     }
 }

@@ -17,15 +17,12 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::identity::{EdgeBatch, IdentityError, Rules};
-use crate::udf::query::{constant_text, plan_query, session_state};
+use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
 
 /// The columns the edges query returns, by position.
 pub(super) const EDGE_COLUMNS: &str = "(id_a, type_a, id_b, type_b [, observed_at [, source]])";
@@ -115,23 +112,13 @@ impl<J: IdentityJob> TableProvider for IdentityTable<J> {
             }
             inputs.push(state.create_physical_plan(&rules).await?);
         }
-        let schema = self.job.schema();
-        let projected = match projection {
-            Some(columns) => Arc::new(schema.project(columns)?),
-            None => schema,
-        };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(projected.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let (projected, properties) = output_properties(&self.job.schema(), projection)?;
         Ok(Arc::new(IdentityExec {
             job: self.job.clone(),
             inputs,
             projection: projection.cloned(),
             projected,
-            properties: Arc::new(properties),
+            properties,
         }))
     }
 }
