@@ -7,14 +7,20 @@
 //! value's UTF-8 bytes, seeded with xxh3-64 of the type's bytes, shifted right by one bit. Person ids are made from
 //! fingerprints (see `resolve`), which is what makes them the same on every run.
 //!
+//! The interner does not copy values: a node points at the row and side of the batch
+//! where it was first seen, and the batches live as long as the interner.
+//!
 //! Invariants: node numbers are below `u32::MAX`; a node's type, value and fingerprint
 //! never change; two nodes never hold the same identifier. Two different identifiers with
 //! the same fingerprint are possible (about 1 in 10^5 for 20 million identifiers): the
 //! interner notices (it compares fingerprints before values) and says so through
 //! [`Interner::fingerprints_collide`], so that the caller can keep person ids apart.
 
-use datafusion::arrow::array::{Array, Int64Array, StringArray};
-use hashbrown::HashTable;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, StringArray, StringViewArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use twox_hash::XxHash3_64;
 
 use super::IdentityError;
@@ -33,18 +39,68 @@ pub struct Edge<'a> {
     pub observed_at: i64,
 }
 
+/// A column of text as Arrow holds it: offsets into one buffer, or string views (what
+/// DataFusion's Parquet reader returns). Read as it is, never converted.
+#[derive(Debug, Clone)]
+pub(crate) enum Text {
+    Offsets(StringArray),
+    Views(StringViewArray),
+}
+
+impl Text {
+    /// `array` as text: string arrays as they are, anything else (large strings,
+    /// dictionaries, integers) cast to strings.
+    fn from_array(array: &ArrayRef, name: &str) -> Result<Self, IdentityError> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Text::Offsets(array.as_string::<i32>().clone()),
+            DataType::Utf8View => Text::Views(array.as_string_view().clone()),
+            other => {
+                let cast = cast(array, &DataType::Utf8).map_err(|e| IdentityError::Input {
+                    message: format!("{name} ({other}) cannot be read as text: {e}"),
+                })?;
+                Text::Offsets(cast.as_string::<i32>().clone())
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Text::Offsets(a) => a.len(),
+            Text::Views(a) => a.len(),
+        }
+    }
+
+    fn is_valid(&self, row: usize) -> bool {
+        match self {
+            Text::Offsets(a) => a.is_valid(row),
+            Text::Views(a) => a.is_valid(row),
+        }
+    }
+
+    fn value(&self, row: usize) -> &str {
+        match self {
+            Text::Offsets(a) => a.value(row),
+            Text::Views(a) => a.value(row),
+        }
+    }
+
+    fn get(&self, row: usize) -> Option<&str> {
+        self.is_valid(row).then(|| self.value(row))
+    }
+}
+
 /// A batch of identifier edges in columns, as a query returns them.
 ///
 /// A row whose type or value is NULL on either side is not a link; resolution reports it
 /// as rejected (`missing_identifier`). A NULL `observed_at` counts as older than any time.
 #[derive(Debug, Clone)]
 pub struct EdgeBatch {
-    pub(crate) id_a: StringArray,
-    pub(crate) type_a: StringArray,
-    pub(crate) id_b: StringArray,
-    pub(crate) type_b: StringArray,
-    pub(crate) observed_at: Option<Int64Array>,
-    pub(crate) source: Option<StringArray>,
+    id_a: Text,
+    type_a: Text,
+    id_b: Text,
+    type_b: Text,
+    observed_at: Option<Int64Array>,
+    source: Option<Text>,
 }
 
 impl EdgeBatch {
@@ -57,19 +113,76 @@ impl EdgeBatch {
         observed_at: Option<Int64Array>,
         source: Option<StringArray>,
     ) -> Result<Self, IdentityError> {
+        EdgeBatch::checked(
+            Text::Offsets(id_a),
+            Text::Offsets(type_a),
+            Text::Offsets(id_b),
+            Text::Offsets(type_b),
+            observed_at,
+            source.map(Text::Offsets),
+        )
+    }
+
+    /// A batch from columns of any Arrow type that reads as text: string arrays and
+    /// string views are used as they are (no copy), other types (large strings,
+    /// dictionaries, integer ids) are cast to strings.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use datafusion::arrow::array::{ArrayRef, Int64Array, StringViewArray};
+    /// use martdb::identity::EdgeBatch;
+    /// let text = |v: &[&str]| Arc::new(StringViewArray::from(v.to_vec())) as ArrayRef;
+    /// let phones = Arc::new(Int64Array::from(vec![13800000001])) as ArrayRef;
+    /// let batch = EdgeBatch::from_arrays(
+    ///     [&phones, &text(&["phone"]), &text(&["d1"]), &text(&["device"])],
+    ///     None,
+    ///     None,
+    /// )
+    /// .unwrap();
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn from_arrays(
+        [id_a, type_a, id_b, type_b]: [&ArrayRef; 4],
+        observed_at: Option<Int64Array>,
+        source: Option<&ArrayRef>,
+    ) -> Result<Self, IdentityError> {
+        EdgeBatch::checked(
+            Text::from_array(id_a, "id_a")?,
+            Text::from_array(type_a, "type_a")?,
+            Text::from_array(id_b, "id_b")?,
+            Text::from_array(type_b, "type_b")?,
+            observed_at,
+            source.map(|s| Text::from_array(s, "source")).transpose()?,
+        )
+    }
+
+    fn checked(
+        id_a: Text,
+        type_a: Text,
+        id_b: Text,
+        type_b: Text,
+        observed_at: Option<Int64Array>,
+        source: Option<Text>,
+    ) -> Result<Self, IdentityError> {
         let rows = id_a.len();
         let lengths = [
             type_a.len(),
             id_b.len(),
             type_b.len(),
             observed_at.as_ref().map_or(rows, |a| a.len()),
-            source.as_ref().map_or(rows, |a| a.len()),
+            source.as_ref().map_or(rows, Text::len),
         ];
         if lengths.iter().any(|&n| n != rows) {
             return Err(IdentityError::Input {
                 message: format!(
                     "the edge columns have different lengths ({rows} and {lengths:?})"
                 ),
+            });
+        }
+        // Nodes point at (row, side) of their batch in 31 bits.
+        if rows >= 1 << 31 {
+            return Err(IdentityError::Input {
+                message: format!("a batch of {rows} edges; split it below 2^31 rows"),
             });
         }
         Ok(EdgeBatch {
@@ -84,11 +197,14 @@ impl EdgeBatch {
 
     /// A batch of `edges`.
     pub fn from_edges(edges: &[Edge<'_>]) -> Self {
+        fn text<'a>(edges: &[Edge<'a>], side: fn(&Edge<'a>) -> &'a str) -> Text {
+            Text::Offsets(edges.iter().map(|e| Some(side(e))).collect())
+        }
         EdgeBatch {
-            id_a: edges.iter().map(|e| Some(e.id_a)).collect(),
-            type_a: edges.iter().map(|e| Some(e.type_a)).collect(),
-            id_b: edges.iter().map(|e| Some(e.id_b)).collect(),
-            type_b: edges.iter().map(|e| Some(e.type_b)).collect(),
+            id_a: text(edges, |e| e.id_a),
+            type_a: text(edges, |e| e.type_a),
+            id_b: text(edges, |e| e.id_b),
+            type_b: text(edges, |e| e.type_b),
             observed_at: Some(edges.iter().map(|e| Some(e.observed_at)).collect()),
             source: None,
         }
@@ -99,22 +215,23 @@ impl EdgeBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.id_a.is_empty()
+        self.len() == 0
     }
 
     /// The two identifiers of `row`, or None when a side is NULL.
     pub(crate) fn identifiers(&self, row: usize) -> Option<(Identifier<'_>, Identifier<'_>)> {
-        fn side<'a>(
-            types: &'a StringArray,
-            ids: &'a StringArray,
-            row: usize,
-        ) -> Option<(&'a str, &'a str)> {
-            (types.is_valid(row) && ids.is_valid(row)).then(|| (types.value(row), ids.value(row)))
-        }
         Some((
-            side(&self.type_a, &self.id_a, row)?,
-            side(&self.type_b, &self.id_b, row)?,
+            (self.type_a.get(row)?, self.id_a.get(row)?),
+            (self.type_b.get(row)?, self.id_b.get(row)?),
         ))
+    }
+
+    /// The value of side `side` (0 for a, 1 for b) of `row`, known to be present.
+    fn value(&self, row: usize, side: u64) -> &str {
+        match side {
+            0 => self.id_a.value(row),
+            _ => self.id_b.value(row),
+        }
     }
 
     /// `observed_at` of `row`; unknown is `i64::MIN`.
@@ -127,15 +244,12 @@ impl EdgeBatch {
 
     /// The type, value and source columns of `row`, for reporting it.
     pub(crate) fn row_text(&self, row: usize) -> [Option<&str>; 5] {
-        fn text(a: &StringArray, row: usize) -> Option<&str> {
-            a.is_valid(row).then(|| a.value(row))
-        }
         [
-            text(&self.type_a, row),
-            text(&self.id_a, row),
-            text(&self.type_b, row),
-            text(&self.id_b, row),
-            self.source.as_ref().and_then(|s| text(s, row)),
+            self.type_a.get(row),
+            self.id_a.get(row),
+            self.type_b.get(row),
+            self.id_b.get(row),
+            self.source.as_ref().and_then(|s| s.get(row)),
         ]
     }
 }
@@ -151,42 +265,60 @@ pub(crate) fn type_seed(id_type: &str) -> u64 {
     XxHash3_64::oneshot(id_type.as_bytes())
 }
 
-/// A table entry: the fingerprint's high 32 bits beside the node number, so that a probe
+/// A table slot: the fingerprint's high 32 bits beside the node number, so that a probe
 /// rejects other identifiers without reading their fingerprint or value (each of those is
-/// a cache miss once the table outgrows the cache).
-fn entry(fp: u64, node: u32) -> u64 {
+/// a cache miss once the table outgrows the cache). Node numbers stay below `u32::MAX`,
+/// so no identifier's slot is [`EMPTY`].
+fn slot(fp: u64, node: u32) -> u64 {
     (fp >> 31 << 32) | u64::from(node)
 }
 
-fn entry_node(entry: u64) -> u32 {
-    entry as u32
+const EMPTY: u64 = u64::MAX;
+
+fn slot_node(slot: u64) -> u32 {
+    slot as u32
+}
+
+/// Slots are at most this full (5/8): linear probing stays short.
+fn slots_for(identifiers: usize) -> usize {
+    (identifiers.saturating_mul(8) / 5)
+        .max(16)
+        .next_power_of_two()
 }
 
 /// Numbers identifiers densely; see the module doc.
-#[derive(Default)]
+///
+/// The table is open addressing with linear probing over [`slot`]s, starting at the
+/// fingerprint's low bits: a lookup is one cache line in the common case, and
+/// [`Interner::prefetch`] lets a caller start that line's load ahead of time.
 pub(crate) struct Interner {
-    table: HashTable<u64>,
+    /// The batches the identifiers come from (their arrays are shared, not copied).
+    batches: Vec<EdgeBatch>,
+    slots: Vec<u64>,
     fingerprints: Vec<u64>,
     types: Vec<u16>,
-    /// `values[ends[n-1]..ends[n]]` is node n's value.
-    ends: Vec<u64>,
-    values: String,
+    /// Where each node was first seen: batch << 32 | row << 1 | side.
+    seen_at: Vec<u64>,
     type_names: Vec<String>,
     type_seeds: Vec<u64>,
     collided: bool,
 }
 
 impl Interner {
-    /// An interner for the identifiers of `edges` edges: up to two per edge, so the table
-    /// is sized for that and never rehashes (a rehash reads every fingerprint again).
-    pub fn for_edges(edges: usize) -> Self {
+    /// An interner for the identifiers of `batches`: at most two per edge, so the table
+    /// never grows and the arrays never move (a move copies them and faults in fresh
+    /// pages). Capacity that is never written is only reserved address space.
+    pub fn for_batches(batches: &[EdgeBatch]) -> Self {
+        let identifiers = 2 * batches.iter().map(EdgeBatch::len).sum::<usize>();
         Interner {
-            table: HashTable::with_capacity(edges.saturating_mul(2)),
-            fingerprints: Vec::with_capacity(edges),
-            types: Vec::with_capacity(edges),
-            ends: Vec::with_capacity(edges),
-            values: String::with_capacity(edges.saturating_mul(12)),
-            ..Default::default()
+            batches: batches.to_vec(),
+            slots: vec![EMPTY; slots_for(identifiers)],
+            fingerprints: Vec::with_capacity(identifiers),
+            types: Vec::with_capacity(identifiers),
+            seen_at: Vec::with_capacity(identifiers),
+            type_names: Vec::new(),
+            type_seeds: Vec::new(),
+            collided: false,
         }
     }
 
@@ -205,70 +337,109 @@ impl Interner {
         Ok((self.type_names.len() - 1) as u16)
     }
 
-    /// The node of identifier (`id_type`, `value`) and whether it is new.
-    pub fn intern(&mut self, id_type: u16, value: &str) -> Result<(u32, bool), IdentityError> {
-        let fp = fingerprint(self.type_seeds[usize::from(id_type)], value);
-        let Interner {
-            table,
-            fingerprints,
-            types,
-            ends,
-            values,
-            collided,
-            ..
-        } = self;
-        let mut same_fingerprint = false;
-        let probe = entry(fp, 0) >> 32;
-        let found = table.find(fp, |&e| {
-            if e >> 32 != probe {
-                return false;
-            }
-            let node = entry_node(e) as usize;
-            if fingerprints[node] != fp {
-                return false;
-            }
-            let start = if node == 0 {
-                0
-            } else {
-                ends[node - 1] as usize
-            };
-            let equal = types[node] == id_type && &values[start..ends[node] as usize] == value;
-            same_fingerprint |= !equal;
-            equal
-        });
-        if let Some(&e) = found {
-            return Ok((entry_node(e), false));
+    /// The fingerprint of (`id_type`, `value`); `id_type` is a [`Interner::type_index`].
+    pub fn fingerprint_of(&self, id_type: u16, value: &str) -> u64 {
+        fingerprint(self.type_seeds[usize::from(id_type)], value)
+    }
+
+    /// Starts loading the table line where fingerprint `fp` is looked up, so that a
+    /// caller interning many identifiers overlaps their cache misses.
+    pub fn prefetch(&self, fp: u64) {
+        let home = fp as usize & (self.slots.len() - 1);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults or changes memory; the address is
+        // inside `slots` anyway.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(home).cast());
         }
-        *collided |= same_fingerprint;
-        let node = fingerprints.len();
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = home;
+    }
+
+    /// The node of the identifier of type `id_type` on side `side` (0 for a, 1 for b) of
+    /// `row` of batch `batch`, whose fingerprint is `fp` (from
+    /// [`Interner::fingerprint_of`]), and whether it is new.
+    pub fn intern(
+        &mut self,
+        id_type: u16,
+        (batch, row, side): (usize, usize, u64),
+        fp: u64,
+    ) -> Result<(u32, bool), IdentityError> {
+        let value = self.batches[batch].value(row, side);
+        let tag = fp >> 31;
+        let mask = self.slots.len() - 1;
+        let mut at = fp as usize & mask;
+        loop {
+            let entry = self.slots[at];
+            if entry == EMPTY {
+                break;
+            }
+            if entry >> 32 == tag {
+                let node = slot_node(entry);
+                if self.fingerprints[node as usize] == fp {
+                    if self.types[node as usize] == id_type && self.value(node) == value {
+                        return Ok((node, false));
+                    }
+                    self.collided = true;
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        let node = self.fingerprints.len();
         if node >= u32::MAX as usize {
             return Err(IdentityError::Input {
                 message: format!("more than {} identifiers in one run", u32::MAX - 1),
             });
         }
         let node = node as u32;
-        table.insert_unique(fp, entry(fp, node), |&e| {
-            fingerprints[entry_node(e) as usize]
-        });
-        fingerprints.push(fp);
-        types.push(id_type);
-        values.push_str(value);
-        ends.push(values.len() as u64);
+        self.slots[at] = slot(fp, node);
+        self.fingerprints.push(fp);
+        self.types.push(id_type);
+        self.seen_at
+            .push(((batch as u64) << 32) | ((row as u64) << 1) | side);
+        if self.fingerprints.len() > self.slots.len() / 8 * 5 {
+            self.grow();
+        }
         Ok((node, true))
+    }
+
+    /// Doubles the table, placing every node again from its fingerprint (read in node
+    /// order, so sequentially).
+    fn grow(&mut self) {
+        let mut slots = vec![EMPTY; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for (node, &fp) in self.fingerprints.iter().enumerate() {
+            let mut at = fp as usize & mask;
+            while slots[at] != EMPTY {
+                at = (at + 1) & mask;
+            }
+            slots[at] = slot(fp, node as u32);
+        }
+        self.slots = slots;
     }
 
     /// The node of an identifier already interned, if it was.
     pub fn get(&self, id_type: &str, value: &str) -> Option<u32> {
         let type_index = self.type_names.iter().position(|t| t == id_type)? as u16;
-        let fp = fingerprint(self.type_seeds[usize::from(type_index)], value);
-        self.table
-            .find(fp, |&e| {
-                let n = entry_node(e);
-                self.fingerprints[n as usize] == fp
-                    && self.types[n as usize] == type_index
-                    && self.value(n) == value
-            })
-            .map(|&e| entry_node(e))
+        let fp = self.fingerprint_of(type_index, value);
+        let mask = self.slots.len() - 1;
+        let mut at = fp as usize & mask;
+        loop {
+            let entry = self.slots[at];
+            if entry == EMPTY {
+                return None;
+            }
+            let node = slot_node(entry);
+            if entry >> 32 == fp >> 31
+                && self.fingerprints[node as usize] == fp
+                && self.types[node as usize] == type_index
+                && self.value(node) == value
+            {
+                return Some(node);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -292,13 +463,9 @@ impl Interner {
     }
 
     pub fn value(&self, node: u32) -> &str {
-        let node = node as usize;
-        let start = if node == 0 {
-            0
-        } else {
-            self.ends[node - 1] as usize
-        };
-        &self.values[start..self.ends[node] as usize]
+        let seen_at = self.seen_at[node as usize];
+        let row = (seen_at as u32 >> 1) as usize;
+        self.batches[(seen_at >> 32) as usize].value(row, seen_at & 1)
     }
 
     /// Whether two different identifiers share a fingerprint.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::edges::EdgeBatch;
-use super::resolve::{Intake, intake, merge_order};
+use super::resolve::{Intake, Keep, intake, merge_order};
 use super::rules::Rules;
 use super::{IdentityError, Reason};
 use crate::storage::Storage;
@@ -182,7 +182,8 @@ impl IdentityGraph {
             rejected: intake_rejected,
             batch_starts,
             rows,
-        } = intake(batches, rules, true)?;
+            ..
+        } = intake(batches, rules, Keep::Links)?;
         // A limit holds for the persons an update merges even when none of the update's
         // identifiers is of the limited type: every limited type gets a tally.
         for id_type in rules.limited_types() {

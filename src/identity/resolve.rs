@@ -1,25 +1,32 @@
 //! Batch resolution: identifier edges in, one person id per identifier out.
 //!
-//! The steps, each a pass over arrays indexed by node or link number:
+//! The steps, each a pass over arrays indexed by node or row number:
 //!
 //! 1. **Intern** every identifier (see `edges`); a new identifier is checked once against
 //!    the blocked values and patterns of its type. Rows with a NULL side are rejected
 //!    (`missing_identifier`), rows touching a blocked identifier too (`blocked_value`).
 //! 2. With no rule but blocking, every other row is a union at once: plain connected
 //!    components, with no per-edge memory.
-//! 3. Otherwise the rows become **links**: distinct identifier pairs with their number of
-//!    observations and first and last time seen (a sort by pair).
+//! 3. Otherwise each row keeps its pair of nodes (8 bytes). A **link** is a distinct pair
+//!    with its number of observations and first and last time seen; links are only built
+//!    (by a sort) for the few rows whose links a rule has to look at one by one.
 //! 4. **Hubs**: an identifier linked to more distinct identifiers than its type's
 //!    `max_degree` loses all its links (`max_degree`): a shared store tablet is no evidence
-//!    that its users are one person, whichever of them came first.
+//!    that its users are one person, whichever of them came first. A self-link links
+//!    nobody and stands.
 //! 5. **Limits** (`max_per_person`, `max_identifiers`): links are merged in a fixed order
 //!    (priority class of the link's lower-priority type, then the tie-break, then the
 //!    fingerprints) and a merge that would break a limit is rejected instead; what remains
 //!    is retried. The order depends only on the links, never on the order of the rows.
+//!    Only components over a limit as a whole are merged link by link (see
+//!    `merge_in_order`).
 //! 6. **Person ids**: a person's id is the smallest fingerprint among its identifiers. It
 //!    depends only on who is in the person, so running again on the same edges, in any
 //!    order, gives the same ids, and a person that gains no identifier keeps its id when
 //!    other edges are added.
+//!
+//! The stored graph (`graph`) applies the same rules link by link; a test checks that both
+//! agree on random graphs.
 
 use std::collections::{HashMap, HashSet};
 
@@ -109,6 +116,15 @@ struct Rows {
 }
 
 impl Rows {
+    fn with_capacity(rows: usize) -> Self {
+        Rows {
+            a: Vec::with_capacity(rows),
+            b: Vec::with_capacity(rows),
+            observed_at: Vec::with_capacity(rows),
+            row: Vec::with_capacity(rows),
+        }
+    }
+
     fn push(&mut self, a: u32, b: u32, observed_at: i64, row: u64) {
         self.a.push(a);
         self.b.push(b);
@@ -156,15 +172,32 @@ impl Rows {
     }
 }
 
+/// What [`intake`] keeps of the rows that are neither missing nor blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Nothing: each row is a union at once (plain connected components).
+    Unions,
+    /// The two nodes of every row ([`Intake::pairs`]).
+    Pairs,
+    /// The distinct links ([`Intake::links`]).
+    Links,
+}
+
+/// The pair of a row that [`intake`] rejected.
+pub(crate) const NO_PAIR: [u32; 2] = [u32::MAX; 2];
+
 /// Steps 1–3: what every run does with its rows.
 pub(crate) struct Intake {
     pub interner: Interner,
     /// The rules of each interned type, by type index.
     pub type_rules: Vec<TypeRules>,
-    /// One set per node; with `collect_links` false, the rows are already unions.
+    /// One set per node; with [`Keep::Unions`] the rows are already unions.
     pub sets: UnionFind,
     pub blocked: Vec<bool>,
-    /// The distinct links not touching a blocked identifier (with `collect_links`).
+    /// With [`Keep::Pairs`], the nodes of each row by global row: [`NO_PAIR`] for the
+    /// rows rejected here.
+    pub pairs: Vec<[u32; 2]>,
+    /// With [`Keep::Links`], the distinct links not touching a blocked identifier.
     pub links: Vec<Link>,
     /// Missing-identifier rows and blocked links.
     pub rejected: Vec<Rejected>,
@@ -172,56 +205,111 @@ pub(crate) struct Intake {
     pub rows: u64,
 }
 
+/// The batch of global row `row` and the row's number in it.
+fn locate(batch_starts: &[u64], row: u64) -> (usize, usize) {
+    let batch = batch_starts.partition_point(|&start| start <= row) - 1;
+    (batch, (row - batch_starts[batch]) as usize)
+}
+
+/// The links of global `rows` (given in order) of `pairs`, their times read from
+/// `batches`.
+fn links_of_rows(
+    rows: impl Iterator<Item = u64>,
+    pairs: &[[u32; 2]],
+    batches: &[EdgeBatch],
+    batch_starts: &[u64],
+) -> Vec<Link> {
+    let mut kept = Rows::default();
+    for row in rows {
+        let [a, b] = pairs[row as usize];
+        let (batch, offset) = locate(batch_starts, row);
+        kept.push(a, b, batches[batch].observed_at(offset), row);
+    }
+    kept.into_links()
+}
+
+/// Rows interned at a time: their table lines are prefetched together, so that the
+/// cache misses of a chunk overlap instead of coming one after another.
+const CHUNK: usize = 16;
+
 pub(crate) fn intake(
     batches: &[EdgeBatch],
     rules: &Rules,
-    collect_links: bool,
+    keep: Keep,
 ) -> Result<Intake, IdentityError> {
     let total: usize = batches.iter().map(EdgeBatch::len).sum();
-    let mut interner = Interner::for_edges(total);
+    let mut interner = Interner::for_batches(batches);
     let mut type_rules: Vec<TypeRules> = Vec::new();
-    let mut sets = UnionFind::default();
-    let mut blocked: Vec<bool> = Vec::with_capacity(total);
-    let mut rows = Rows::default();
+    let mut sets = UnionFind::with_capacity(2 * total);
+    let mut blocked: Vec<bool> = Vec::with_capacity(2 * total);
+    let mut rows = Rows::with_capacity(if keep == Keep::Links { total } else { 0 });
+    let mut pairs = Vec::with_capacity(if keep == Keep::Pairs { total } else { 0 });
     let mut blocked_rows = Rows::default();
     let mut rejected = Vec::new();
     let mut batch_starts = Vec::with_capacity(batches.len());
     let mut start = 0u64;
-    for batch in batches {
+    // (type, fingerprint) of both sides of each row of a chunk; None for a NULL side.
+    let mut sides: [Option<[(u16, u64); 2]>; CHUNK] = [None; CHUNK];
+    for (batch_index, batch) in batches.iter().enumerate() {
         batch_starts.push(start);
-        for row in 0..batch.len() {
-            let global = start + row as u64;
-            let observed_at = batch.observed_at(row);
-            let Some(((type_a, id_a), (type_b, id_b))) = batch.identifiers(row) else {
-                rejected.push(Rejected {
-                    row: global,
-                    reason: Reason::MissingIdentifier,
-                    observations: 1,
-                    first_seen: observed_at,
-                    last_seen: observed_at,
-                });
-                continue;
-            };
-            let mut node = |id_type: &str, value: &str| {
-                let type_index = interner.type_index(id_type)?;
-                if usize::from(type_index) == type_rules.len() {
-                    type_rules.push(rules.for_type(id_type));
+        for chunk in (0..batch.len()).step_by(CHUNK) {
+            let chunk_rows = chunk..batch.len().min(chunk + CHUNK);
+            for (slot, row) in sides.iter_mut().zip(chunk_rows.clone()) {
+                *slot = match batch.identifiers(row) {
+                    Some(((type_a, id_a), (type_b, id_b))) => {
+                        let mut side = |id_type: &str, value: &str| {
+                            let type_index = interner.type_index(id_type)?;
+                            if usize::from(type_index) == type_rules.len() {
+                                type_rules.push(rules.for_type(id_type));
+                            }
+                            let fp = interner.fingerprint_of(type_index, value);
+                            interner.prefetch(fp);
+                            Ok::<_, IdentityError>((type_index, fp))
+                        };
+                        Some([side(type_a, id_a)?, side(type_b, id_b)?])
+                    }
+                    None => None,
+                };
+            }
+            for (side, row) in sides.iter().zip(chunk_rows) {
+                let global = start + row as u64;
+                let observed_at = batch.observed_at(row);
+                let Some([(type_a, fp_a), (type_b, fp_b)]) = *side else {
+                    if keep == Keep::Pairs {
+                        pairs.push(NO_PAIR);
+                    }
+                    rejected.push(Rejected {
+                        row: global,
+                        reason: Reason::MissingIdentifier,
+                        observations: 1,
+                        first_seen: observed_at,
+                        last_seen: observed_at,
+                    });
+                    continue;
+                };
+                let mut node = |type_index: u16, side: u64, fp: u64| {
+                    let (node, new) = interner.intern(type_index, (batch_index, row, side), fp)?;
+                    if new {
+                        sets.push();
+                        let rules = &type_rules[usize::from(type_index)];
+                        blocked.push(rules.is_blocked(interner.value(node)));
+                    }
+                    Ok::<_, IdentityError>((node, blocked[node as usize]))
+                };
+                let (a, a_blocked) = node(type_a, 0, fp_a)?;
+                let (b, b_blocked) = node(type_b, 1, fp_b)?;
+                if a_blocked || b_blocked {
+                    blocked_rows.push(a, b, observed_at, global);
+                    if keep == Keep::Pairs {
+                        pairs.push(NO_PAIR);
+                    }
+                    continue;
                 }
-                let (node, new) = interner.intern(type_index, value)?;
-                if new {
-                    sets.push();
-                    blocked.push(type_rules[usize::from(type_index)].is_blocked(value));
+                match keep {
+                    Keep::Unions => sets.union(a, b),
+                    Keep::Pairs => pairs.push([a, b]),
+                    Keep::Links => rows.push(a, b, observed_at, global),
                 }
-                Ok::<_, IdentityError>((node, blocked[node as usize]))
-            };
-            let (a, a_blocked) = node(type_a, id_a)?;
-            let (b, b_blocked) = node(type_b, id_b)?;
-            if a_blocked || b_blocked {
-                blocked_rows.push(a, b, observed_at, global);
-            } else if collect_links {
-                rows.push(a, b, observed_at, global);
-            } else {
-                sets.union(a, b);
             }
         }
         start += batch.len() as u64;
@@ -237,6 +325,7 @@ pub(crate) fn intake(
         type_rules,
         sets,
         blocked,
+        pairs,
         links: rows.into_links(),
         rejected,
         batch_starts,
@@ -260,30 +349,39 @@ pub(crate) fn intake(
 /// assert_eq!(resolution.persons().len(), 2);
 /// ```
 pub fn resolve(batches: Vec<EdgeBatch>, rules: &Rules) -> Result<Resolution, IdentityError> {
+    let keep = match rules.needs_links() {
+        true => Keep::Pairs,
+        false => Keep::Unions,
+    };
     let Intake {
         interner,
         type_rules,
         mut sets,
         blocked,
-        links,
+        mut pairs,
         mut rejected,
         batch_starts,
         rows,
-    } = intake(&batches, rules, rules.needs_links())?;
-    if rules.needs_links() {
-        let links = reject_hubs(&links, &interner, &type_rules, &mut rejected);
+        ..
+    } = intake(&batches, rules, keep)?;
+    if keep == Keep::Pairs {
+        let links_of = |rows: &mut dyn Iterator<Item = u64>, pairs: &[[u32; 2]]| {
+            links_of_rows(rows, pairs, &batches, &batch_starts)
+        };
+        reject_hubs(&mut pairs, &interner, &type_rules, &links_of, &mut rejected);
         if rules.orders_links() {
             merge_in_order(
-                links,
+                &pairs,
                 rules,
                 &interner,
                 &type_rules,
+                &links_of,
                 &mut sets,
                 &mut rejected,
             );
         } else {
-            for link in links {
-                sets.union(link.a, link.b);
+            for &[a, b] in pairs.iter().filter(|&&pair| pair != NO_PAIR) {
+                sets.union(a, b);
             }
         }
     }
@@ -299,34 +397,61 @@ pub fn resolve(batches: Vec<EdgeBatch>, rules: &Rules) -> Result<Resolution, Ide
     })
 }
 
-/// Step 4: the links not touching a hub; the others are rejected.
+/// The distinct links of some global rows (in order) of the pairs.
+type LinksOf<'a> = dyn Fn(&mut dyn Iterator<Item = u64>, &[[u32; 2]]) -> Vec<Link> + 'a;
+
+/// Step 4: rows touching a hub become [`NO_PAIR`], and their links are rejected.
+///
+/// A node's distinct degree is at most its number of rows, so only the nodes with more
+/// rows than their cap are candidates, and only their rows are sorted to count distinct
+/// neighbours: the links of all rows are never built.
 fn reject_hubs(
-    links: &[Link],
+    pairs: &mut [[u32; 2]],
     interner: &Interner,
     type_rules: &[TypeRules],
+    links_of: &LinksOf<'_>,
     rejected: &mut Vec<Rejected>,
-) -> Vec<Link> {
+) {
     if type_rules.iter().all(|t| t.max_degree.is_none()) {
-        return links.to_vec();
+        return;
     }
-    let mut degree = vec![0u32; interner.len()];
-    for link in links.iter().filter(|l| l.a != l.b) {
-        degree[link.a as usize] += 1;
-        degree[link.b as usize] += 1;
+    let cap = |node: u32| type_rules[usize::from(interner.type_of(node))].max_degree;
+    let linking = |pair: &&[u32; 2]| **pair != NO_PAIR && pair[0] != pair[1];
+    let mut rows_of = vec![0u32; interner.len()];
+    for &[a, b] in pairs.iter().filter(linking) {
+        rows_of[a as usize] = rows_of[a as usize].saturating_add(1);
+        rows_of[b as usize] = rows_of[b as usize].saturating_add(1);
     }
-    let is_hub = |node: u32| {
-        let cap = type_rules[usize::from(interner.type_of(node))].max_degree;
-        cap.is_some_and(|cap| degree[node as usize] > cap)
-    };
-    let mut kept = Vec::with_capacity(links.len());
-    for link in links {
-        if is_hub(link.a) || is_hub(link.b) {
-            rejected.push(link.rejected(Reason::MaxDegree));
-        } else {
-            kept.push(*link);
+    let candidate = |node: u32| cap(node).is_some_and(|cap| rows_of[node as usize] > cap);
+    // (candidate, neighbour) of every row of a candidate.
+    let mut neighbours: Vec<u64> = Vec::new();
+    for &[a, b] in pairs.iter().filter(linking) {
+        for (node, other) in [(a, b), (b, a)] {
+            if candidate(node) {
+                neighbours.push((u64::from(node) << 32) | u64::from(other));
+            }
         }
     }
-    kept
+    drop(rows_of);
+    neighbours.sort_unstable();
+    neighbours.dedup();
+    let mut hub = vec![false; interner.len()];
+    for group in neighbours.chunk_by(|x, y| x >> 32 == y >> 32) {
+        let node = (group[0] >> 32) as u32;
+        hub[node as usize] = cap(node).is_some_and(|cap| group.len() as u64 > u64::from(cap));
+    }
+    // A self-link links the hub to nobody: it stands, as in the stored graph.
+    let mut hub_rows = Vec::new();
+    for (row, pair) in pairs.iter().enumerate() {
+        if linking(&pair) && (hub[pair[0] as usize] || hub[pair[1] as usize]) {
+            hub_rows.push(row as u64);
+        }
+    }
+    let links = links_of(&mut hub_rows.iter().copied(), pairs);
+    rejected.extend(links.iter().map(|link| link.rejected(Reason::MaxDegree)));
+    for &row in &hub_rows {
+        pairs[row as usize] = NO_PAIR;
+    }
 }
 
 /// The order key of a link under step 5: smaller merges first.
@@ -374,32 +499,73 @@ pub(crate) fn merge_order(
     order.into_iter().map(|(_, _, i)| i).collect()
 }
 
-/// Step 5: merges `links` in order, rejecting those that would break a limit.
+/// Step 5: merges the rows' links in order, rejecting those that would break a limit.
+/// `sets` comes in as singletons.
+///
+/// The limits only ever bind inside a component of the rows that is over a limit as a
+/// whole: a merge inside a component gives a set no more identifiers (of any type) than
+/// the component holds, so in a component within every limit no link is rejected, in any
+/// order. Such components are merged at once, and only the links of components over a
+/// limit (usually a small share) are built, sorted and merged one by one. The result is
+/// the same as merging every link in order.
 fn merge_in_order(
-    links: Vec<Link>,
+    pairs: &[[u32; 2]],
     rules: &Rules,
     interner: &Interner,
     type_rules: &[TypeRules],
+    links_of: &LinksOf<'_>,
     sets: &mut UnionFind,
     rejected: &mut Vec<Rejected>,
 ) {
-    let order = merge_order(&links, rules, interner, type_rules);
-    // Per-person counts of the limited types, kept at each set's root.
+    // The limited types, and each type's slot among them.
     let limited: Vec<(u16, u32)> = type_rules
         .iter()
         .enumerate()
         .filter_map(|(t, rules)| rules.max_per_person.map(|limit| (t as u16, limit)))
         .collect();
     let width = limited.len();
-    let mut counts = vec![0u32; interner.len() * width];
-    for node in 0..interner.len() {
-        let node_type = interner.type_of(node as u32);
-        if let Some(slot) = limited.iter().position(|&(t, _)| t == node_type) {
-            counts[node * width + slot] = 1;
+    let slot_of_type: Vec<Option<usize>> = (0..type_rules.len())
+        .map(|t| limited.iter().position(|&(l, _)| usize::from(l) == t))
+        .collect();
+    let slot = |node: u32| slot_of_type[usize::from(interner.type_of(node))];
+    let max_identifiers = rules.max_identifiers_limit();
+    let n = interner.len();
+
+    let kept = |pair: &&[u32; 2]| **pair != NO_PAIR;
+    for &[a, b] in pairs.iter().filter(kept) {
+        sets.union(a, b);
+    }
+    // Counts of the limited types at each component's root.
+    let mut counts = vec![0u32; n * width];
+    for node in 0..n as u32 {
+        if let Some(slot) = slot(node) {
+            counts[sets.find(node) as usize * width + slot] += 1;
         }
     }
-    let max_identifiers = rules.max_identifiers_limit();
-    'links: for i in order {
+    let mut over = vec![false; n];
+    for node in 0..n as u32 {
+        let root = sets.find(node);
+        over[node as usize] = max_identifiers.is_some_and(|cap| sets.size(root) > cap)
+            || limited
+                .iter()
+                .enumerate()
+                .any(|(slot, &(_, limit))| counts[root as usize * width + slot] > limit);
+    }
+    let over_rows = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, pair)| **pair != NO_PAIR && over[pair[0] as usize])
+        .map(|(row, _)| row as u64);
+    let links = links_of(&mut over_rows.into_iter(), pairs);
+    // The components over a limit start again from singletons.
+    counts.fill(0);
+    for node in (0..n as u32).filter(|&node| over[node as usize]) {
+        sets.reset(node);
+        if let Some(slot) = slot(node) {
+            counts[node as usize * width + slot] = 1;
+        }
+    }
+    'links: for i in merge_order(&links, rules, interner, type_rules) {
         let link = &links[i as usize];
         let (a, b) = (sets.find(link.a), sets.find(link.b));
         if a == b {
@@ -580,8 +746,8 @@ impl Resolution {
 
     /// The input row `row` (global) as (type_a, id_a, type_b, id_b, source).
     pub fn row_text(&self, row: u64) -> [Option<&str>; 5] {
-        let batch = self.batch_starts.partition_point(|&start| start <= row) - 1;
-        self.batches[batch].row_text((row - self.batch_starts[batch]) as usize)
+        let (batch, offset) = locate(&self.batch_starts, row);
+        self.batches[batch].row_text(offset)
     }
 
     /// A reason in words, e.g. `max_per_person: national_id`.

@@ -863,6 +863,56 @@ fn one_update_under_rules_agrees_with_a_batch_run() {
     );
 }
 
+/// The batch run takes shortcuts that the stored graph does not: only identifiers with
+/// more rows than their cap are counted for hubs, and only components over a limit are
+/// merged link by link. On random graphs where some components are over the limits and
+/// most are not, both must give the same persons and rejections.
+#[test]
+fn batch_shortcuts_agree_with_merging_every_link_in_order() {
+    let rule_sets = [
+        Rules::default().max_per_person("phone", 1),
+        Rules::default()
+            .max_per_person("phone", 2)
+            .max_per_person("email", 1)
+            .priority(&["email", "phone", "openid", "device"])
+            .max_degree("device", 3),
+        Rules::default()
+            .max_identifiers(4)
+            .max_degree("*", 4)
+            .tie_break(TieBreak::Frequency),
+        Rules::default().max_degree("phone", 2).max_degree("*", 5),
+    ];
+    let mut rejected_by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for seed in 0..24 {
+        let nodes = 60 + 40 * (seed as usize % 4);
+        let rows = random_rows(100 + seed, nodes, nodes * 3 / 4);
+        for rules in &rule_sets {
+            let res = run(&rows, rules);
+            let dir = tempfile::tempdir().unwrap();
+            let storage = open_storage(dir.path());
+            let graph = IdentityGraph::new(&storage);
+            update(&graph, &rows, rules);
+            assert_eq!(stored_ids(&graph), ids(&res), "seed {seed}, {rules:?}");
+            assert_eq!(
+                stored_rejected_links(&graph),
+                batch_rejected_links(&res),
+                "seed {seed}, {rules:?}"
+            );
+            for rejection in res.rejected() {
+                *rejected_by_reason
+                    .entry(rejection.reason.name())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for reason in ["max_degree", "max_per_person", "max_identifiers"] {
+        assert!(
+            rejected_by_reason.get(reason).copied().unwrap_or(0) >= 10,
+            "the rules had little to do: {rejected_by_reason:?}"
+        );
+    }
+}
+
 #[test]
 fn applying_the_same_edges_again_only_counts_observations() {
     let dir = tempfile::tempdir().unwrap();

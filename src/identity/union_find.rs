@@ -10,6 +10,14 @@ pub(crate) struct UnionFind {
 }
 
 impl UnionFind {
+    /// No nodes yet, room for `nodes` without moving.
+    pub fn with_capacity(nodes: usize) -> Self {
+        UnionFind {
+            parent: Vec::with_capacity(nodes),
+            size: Vec::with_capacity(nodes),
+        }
+    }
+
     /// Adds a node in a set of its own; returns its number.
     pub fn push(&mut self) -> u32 {
         let node = self.parent.len() as u32;
@@ -25,6 +33,13 @@ impl UnionFind {
             node = grandparent;
         }
         node
+    }
+
+    /// Puts `node` back in a set of its own. Only sound when every node of its set is
+    /// reset too.
+    pub fn reset(&mut self, node: u32) {
+        self.parent[node as usize] = node;
+        self.size[node as usize] = 1;
     }
 
     pub fn size(&self, root: u32) -> u32 {

@@ -20,6 +20,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::TryStreamExt;
 
 use crate::identity::{EdgeBatch, IdentityError, Rules};
 use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
@@ -43,6 +44,22 @@ pub(super) trait IdentityJob: fmt::Debug + Send + Sync + 'static {
     fn schema(&self) -> SchemaRef;
     /// Runs on a blocking thread: resolution is CPU work, updates wait for the disk.
     fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch>;
+
+    /// The output columns `columns` (indices into [`IdentityJob::schema`]), or all. By
+    /// default the whole output, projected; a job with a large output builds only what is
+    /// asked for.
+    fn run_projected(
+        &self,
+        edges: Vec<EdgeBatch>,
+        rules: Rules,
+        columns: Option<&[usize]>,
+    ) -> Result<RecordBatch> {
+        let batch = self.run(edges, rules)?;
+        Ok(match columns {
+            Some(columns) => batch.project(columns)?,
+            None => batch,
+        })
+    }
 }
 
 /// A table function `job(edges query [, rules query])`.
@@ -206,28 +223,19 @@ fn micros(array: &ArrayRef) -> Result<Int64Array> {
     })
 }
 
-/// The edges query's batches as the domain's edge batches.
+/// The edges query's batches as the domain's edge batches; text columns are shared, not
+/// copied.
 fn edge_batches(batches: &[RecordBatch]) -> Result<Vec<EdgeBatch>> {
     batches
         .iter()
         .filter(|b| b.num_rows() > 0)
         .map(|batch| {
-            let column = |i: usize| text_column(batch.column(i));
-            let observed_at = match batch.num_columns() > 4 {
-                true => Some(micros(batch.column(4))?),
-                false => None,
-            };
-            let source = match batch.num_columns() > 5 {
-                true => Some(column(5)?),
-                false => None,
-            };
-            EdgeBatch::new(
-                column(0)?,
-                column(1)?,
-                column(2)?,
-                column(3)?,
+            let columns = batch.columns();
+            let observed_at = columns.get(4).map(micros).transpose()?;
+            EdgeBatch::from_arrays(
+                [&columns[0], &columns[1], &columns[2], &columns[3]],
                 observed_at,
-                source,
+                columns.get(5),
             )
             .map_err(error)
         })
@@ -329,6 +337,7 @@ impl<J: IdentityJob> ExecutionPlan for IdentityExec<J> {
         let inputs = self.inputs.clone();
         let job = self.job.clone();
         let projection = self.projection.clone();
+        let batch_size = context.session_config().batch_size().max(1);
         let stream = futures::stream::once(async move {
             let rules = match inputs.get(1) {
                 Some(plan) => rules(
@@ -338,14 +347,20 @@ impl<J: IdentityJob> ExecutionPlan for IdentityExec<J> {
             };
             let edges = datafusion::physical_plan::collect(inputs[0].clone(), context).await?;
             let name = job.name();
-            let batch = tokio::task::spawn_blocking(move || job.run(edge_batches(&edges)?, rules))
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
-            Ok(match &projection {
-                Some(columns) => batch.project(columns)?,
-                None => batch,
+            let batch = tokio::task::spawn_blocking(move || {
+                job.run_projected(edge_batches(&edges)?, rules, projection.as_deref())
             })
-        });
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
+            // Slices share the output's arrays: downstream operators get batches of the
+            // usual size.
+            let slices: Vec<Result<RecordBatch>> = (0..batch.num_rows())
+                .step_by(batch_size)
+                .map(|start| Ok(batch.slice(start, batch_size.min(batch.num_rows() - start))))
+                .collect();
+            Ok::<_, DataFusionError>(futures::stream::iter(slices))
+        })
+        .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.projected.clone(),
             stream,

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Int64Builder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 
@@ -33,22 +35,45 @@ impl IdentityJob for ResolveIdentities {
     }
 
     fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch> {
+        self.run_projected(edges, rules, None)
+    }
+
+    /// Builds only the columns asked for: `count(DISTINCT person_id)` copies no strings.
+    fn run_projected(
+        &self,
+        edges: Vec<EdgeBatch>,
+        rules: Rules,
+        columns: Option<&[usize]>,
+    ) -> Result<RecordBatch> {
         let resolution = resolve(edges, &rules).map_err(error)?;
-        let mut persons = Int64Builder::new();
-        let mut types = StringBuilder::new();
-        let mut ids = StringBuilder::new();
-        for (id_type, id, person) in resolution.identifiers() {
-            persons.append_value(person);
-            types.append_value(id_type);
-            ids.append_value(id);
+        let columns = columns.map_or_else(|| (0..SCHEMA.fields().len()).collect(), <[_]>::to_vec);
+        let rows = resolution.identifiers().count();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+        for &column in &columns {
+            if column == 0 {
+                arrays.push(Arc::new(Int64Array::from_iter_values(
+                    resolution.identifiers().map(|(_, _, person)| person),
+                )));
+                continue;
+            }
+            fn text<'a>(column: usize, (id_type, id, _): (&'a str, &'a str, i64)) -> &'a str {
+                if column == 1 { id_type } else { id }
+            }
+            let bytes = resolution
+                .identifiers()
+                .map(|i| text(column, i).len())
+                .sum();
+            let mut builder = StringBuilder::with_capacity(rows, bytes);
+            for identifier in resolution.identifiers() {
+                builder.append_value(text(column, identifier));
+            }
+            arrays.push(Arc::new(builder.finish()));
         }
-        Ok(RecordBatch::try_new(
-            SCHEMA.clone(),
-            vec![
-                Arc::new(persons.finish()),
-                Arc::new(types.finish()),
-                Arc::new(ids.finish()),
-            ],
+        let schema = Arc::new(SCHEMA.project(&columns)?);
+        Ok(RecordBatch::try_new_with_options(
+            schema,
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?)
     }
 }
