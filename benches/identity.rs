@@ -20,7 +20,9 @@
 //!   file.
 //!
 //! Peak memory: the high-water mark of resident memory while `resolve` runs (reset just
-//! before it through /proc/self/clear_refs), minus the input held before, per edge.
+//! before it through /proc/self/clear_refs), minus the input held before, per edge. Each
+//! mode is measured once in a fresh process (this bench run again with `--memory-of
+//! MODE`), so that memory the allocator kept from an earlier run does not hide any.
 
 #[path = "args.rs"]
 mod args;
@@ -159,28 +161,53 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Best time of `runs` resolutions, persons, and the peak memory above the input.
-fn time_resolve(batches: &[EdgeBatch], rules: &Rules, runs: u64) -> (f64, usize, u64) {
+/// Best time of `runs` resolutions, and the persons found.
+fn time_resolve(batches: &[EdgeBatch], rules: &Rules, runs: u64) -> (f64, usize) {
     let mut best = f64::MAX;
     let mut persons = 0;
-    let mut peak = 0;
     for _ in 0..runs {
         let input = batches.to_vec();
-        // Reset the high-water mark so that it measures this run.
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let (before, _) = memory();
         let started = Instant::now();
         let resolution = resolve(input, rules).expect("resolve");
-        let seconds = started.elapsed().as_secs_f64();
-        let (_, high) = memory();
-        best = best.min(seconds);
-        peak = peak.max(high.saturating_sub(before));
+        best = best.min(started.elapsed().as_secs_f64());
         let mut ids: Vec<i64> = resolution.identifiers().map(|(_, _, p)| p).collect();
         ids.sort_unstable();
         ids.dedup();
         persons = ids.len();
     }
-    (best, persons, peak)
+    (best, persons)
+}
+
+/// In this process: one resolution of `file` in `mode` ("plain" or "rules"); prints the
+/// rise of resident memory's high-water mark above the input, in bytes.
+fn measure_memory(file: &Path, mode: &str) {
+    let batches = read_edges(file);
+    let rules = match mode {
+        "rules" => rules(),
+        _ => Rules::default(),
+    };
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (before, _) = memory();
+    let resolution = resolve(batches, &rules).expect("resolve");
+    let (_, high) = memory();
+    drop(resolution);
+    println!("{}", high.saturating_sub(before));
+}
+
+/// The peak memory of one resolution in `mode`, in a fresh process.
+fn peak_memory(file: &Path, mode: &str) -> u64 {
+    let output = Command::new(std::env::current_exe().expect("this bench's path"))
+        .args(["--data", file.parent().unwrap().to_str().unwrap()])
+        .args(["--memory-of", mode])
+        .output()
+        .expect("run the bench again");
+    assert!(output.status.success(), "--memory-of {mode}: {output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("--memory-of {mode} printed {text}"))
 }
 
 #[tokio::main]
@@ -191,11 +218,17 @@ async fn main() {
     let file = edges_file(edges, identifiers);
     println!("identity bench: {edges} edges in {}", file.display());
 
+    if let Some(mode) = arg("--memory-of") {
+        return measure_memory(&file, &mode);
+    }
+
     let batches = read_edges(&file);
     let rows: usize = batches.iter().map(EdgeBatch::len).sum();
-    let (plain_s, plain_persons, plain_peak) = time_resolve(&batches, &Rules::default(), runs);
-    let (rules_s, rules_persons, rules_peak) = time_resolve(&batches, &rules(), runs);
+    let (plain_s, plain_persons) = time_resolve(&batches, &Rules::default(), runs);
+    let (rules_s, rules_persons) = time_resolve(&batches, &rules(), runs);
     drop(batches);
+    let plain_peak = peak_memory(&file, "plain");
+    let rules_peak = peak_memory(&file, "rules");
     println!(
         "martdb resolve, no rules:   {plain_s:.2} s, {plain_persons} persons, peak {:.0} B/edge",
         plain_peak as f64 / rows as f64

@@ -305,13 +305,12 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    /// An interner for the identifiers of `batches`: at most two per edge, so the table
-    /// never grows and the arrays never move (a move copies them and faults in fresh
-    /// pages). Capacity that is never written is only reserved address space.
-    pub fn for_batches(batches: &[EdgeBatch]) -> Self {
-        let identifiers = 2 * batches.iter().map(EdgeBatch::len).sum::<usize>();
+    /// An interner with room for `identifiers` without growing the table or moving the
+    /// arrays (a move copies them and faults in fresh pages). Capacity that is never
+    /// written is only reserved address space.
+    pub fn with_capacity(identifiers: usize) -> Self {
         Interner {
-            batches: batches.to_vec(),
+            batches: Vec::new(),
             slots: vec![EMPTY; slots_for(identifiers)],
             fingerprints: Vec::with_capacity(identifiers),
             types: Vec::with_capacity(identifiers),
@@ -320,6 +319,17 @@ impl Interner {
             type_seeds: Vec::new(),
             collided: false,
         }
+    }
+
+    /// Keeps `batch`, whose identifiers are about to be interned; its index.
+    pub fn add_batch(&mut self, batch: EdgeBatch) -> usize {
+        self.batches.push(batch);
+        self.batches.len() - 1
+    }
+
+    /// The batches the identifiers come from, in the order added.
+    pub fn batches(&self) -> &[EdgeBatch] {
+        &self.batches
     }
 
     /// The index of `name` among the types seen so far, adding it if new.

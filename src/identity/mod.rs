@@ -38,7 +38,7 @@ pub use edges::{Edge, EdgeBatch};
 pub use graph::{
     IdentityGraph, Merge, StoredIdentifier, StoredPerson, StoredRejection, UpdateSummary,
 };
-pub use resolve::{PersonSummary, Rejected, Resolution, resolve};
+pub use resolve::{PersonSummary, Rejected, Resolution, Resolver, resolve};
 pub use rules::{Rules, TieBreak};
 
 use crate::storage::StorageError;

@@ -62,7 +62,6 @@ pub struct PersonSummary {
 
 /// What one resolution found.
 pub struct Resolution {
-    batches: Vec<EdgeBatch>,
     /// Global row number of each batch's first row.
     batch_starts: Vec<u64>,
     interner: Interner,
@@ -232,28 +231,76 @@ fn links_of_rows(
 /// cache misses of a chunk overlap instead of coming one after another.
 const CHUNK: usize = 16;
 
-pub(crate) fn intake(
-    batches: &[EdgeBatch],
-    rules: &Rules,
+/// Steps 1–3 over batches that arrive one at a time.
+pub(crate) struct Intaking<'r> {
+    rules: &'r Rules,
     keep: Keep,
-) -> Result<Intake, IdentityError> {
-    let total: usize = batches.iter().map(EdgeBatch::len).sum();
-    let mut interner = Interner::for_batches(batches);
-    let mut type_rules: Vec<TypeRules> = Vec::new();
-    let mut sets = UnionFind::with_capacity(2 * total);
-    let mut blocked: Vec<bool> = Vec::with_capacity(2 * total);
-    let mut rows = Rows::with_capacity(if keep == Keep::Links { total } else { 0 });
-    let mut pairs = Vec::with_capacity(if keep == Keep::Pairs { total } else { 0 });
-    let mut blocked_rows = Rows::default();
-    let mut rejected = Vec::new();
-    let mut batch_starts = Vec::with_capacity(batches.len());
-    let mut start = 0u64;
-    // (type, fingerprint) of both sides of each row of a chunk; None for a NULL side.
-    let mut sides: [Option<[(u16, u64); 2]>; CHUNK] = [None; CHUNK];
-    for (batch_index, batch) in batches.iter().enumerate() {
-        batch_starts.push(start);
-        for chunk in (0..batch.len()).step_by(CHUNK) {
-            let chunk_rows = chunk..batch.len().min(chunk + CHUNK);
+    interner: Interner,
+    type_rules: Vec<TypeRules>,
+    sets: UnionFind,
+    blocked: Vec<bool>,
+    rows: Rows,
+    pairs: Vec<[u32; 2]>,
+    blocked_rows: Rows,
+    rejected: Vec<Rejected>,
+    batch_starts: Vec<u64>,
+    /// Rows taken so far.
+    start: u64,
+}
+
+impl<'r> Intaking<'r> {
+    /// Room for `expected_rows` rows (at most two identifiers each) without moving; more
+    /// rows are fine.
+    pub fn new(rules: &'r Rules, keep: Keep, expected_rows: usize) -> Self {
+        let identifiers = expected_rows.saturating_mul(2);
+        Intaking {
+            rules,
+            keep,
+            interner: Interner::with_capacity(identifiers),
+            type_rules: Vec::new(),
+            sets: UnionFind::with_capacity(identifiers),
+            blocked: Vec::with_capacity(identifiers),
+            rows: Rows::with_capacity(if keep == Keep::Links {
+                expected_rows
+            } else {
+                0
+            }),
+            pairs: Vec::with_capacity(if keep == Keep::Pairs {
+                expected_rows
+            } else {
+                0
+            }),
+            blocked_rows: Rows::default(),
+            rejected: Vec::new(),
+            batch_starts: Vec::new(),
+            start: 0,
+        }
+    }
+
+    pub fn add(&mut self, batch: EdgeBatch) -> Result<(), IdentityError> {
+        let Intaking {
+            rules,
+            keep,
+            interner,
+            type_rules,
+            sets,
+            blocked,
+            rows,
+            pairs,
+            blocked_rows,
+            rejected,
+            batch_starts,
+            start,
+        } = self;
+        let keep = *keep;
+        batch_starts.push(*start);
+        let rows_in_batch = batch.len();
+        let batch_index = interner.add_batch(batch);
+        let batch = &interner.batches()[batch_index].clone();
+        // (type, fingerprint) of both sides of each row of a chunk; None for a NULL side.
+        let mut sides: [Option<[(u16, u64); 2]>; CHUNK] = [None; CHUNK];
+        for chunk in (0..rows_in_batch).step_by(CHUNK) {
+            let chunk_rows = chunk..rows_in_batch.min(chunk + CHUNK);
             for (slot, row) in sides.iter_mut().zip(chunk_rows.clone()) {
                 *slot = match batch.identifiers(row) {
                     Some(((type_a, id_a), (type_b, id_b))) => {
@@ -272,7 +319,7 @@ pub(crate) fn intake(
                 };
             }
             for (side, row) in sides.iter().zip(chunk_rows) {
-                let global = start + row as u64;
+                let global = *start + row as u64;
                 let observed_at = batch.observed_at(row);
                 let Some([(type_a, fp_a), (type_b, fp_b)]) = *side else {
                     if keep == Keep::Pairs {
@@ -312,28 +359,47 @@ pub(crate) fn intake(
                 }
             }
         }
-        start += batch.len() as u64;
+        *start += rows_in_batch as u64;
+        Ok(())
     }
-    rejected.extend(
-        blocked_rows
-            .into_links()
-            .iter()
-            .map(|link| link.rejected(Reason::BlockedValue)),
-    );
-    Ok(Intake {
-        interner,
-        type_rules,
-        sets,
-        blocked,
-        pairs,
-        links: rows.into_links(),
-        rejected,
-        batch_starts,
-        rows: start,
-    })
+
+    pub fn finish(self) -> Intake {
+        let mut rejected = self.rejected;
+        rejected.extend(
+            self.blocked_rows
+                .into_links()
+                .iter()
+                .map(|link| link.rejected(Reason::BlockedValue)),
+        );
+        Intake {
+            interner: self.interner,
+            type_rules: self.type_rules,
+            sets: self.sets,
+            blocked: self.blocked,
+            pairs: self.pairs,
+            links: self.rows.into_links(),
+            rejected,
+            batch_starts: self.batch_starts,
+            rows: self.start,
+        }
+    }
 }
 
-/// Resolves `batches` of edges under `rules`.
+/// Steps 1–3 over `batches`.
+pub(crate) fn intake(
+    batches: &[EdgeBatch],
+    rules: &Rules,
+    keep: Keep,
+) -> Result<Intake, IdentityError> {
+    let total = batches.iter().map(EdgeBatch::len).sum();
+    let mut intaking = Intaking::new(rules, keep, total);
+    for batch in batches {
+        intaking.add(batch.clone())?;
+    }
+    Ok(intaking.finish())
+}
+
+/// Resolves `batches` of edges under `rules`: [`Resolver`] over all of them.
 ///
 /// ```
 /// use martdb::identity::{Edge, EdgeBatch, Rules, resolve};
@@ -349,52 +415,108 @@ pub(crate) fn intake(
 /// assert_eq!(resolution.persons().len(), 2);
 /// ```
 pub fn resolve(batches: Vec<EdgeBatch>, rules: &Rules) -> Result<Resolution, IdentityError> {
-    let keep = match rules.needs_links() {
-        true => Keep::Pairs,
-        false => Keep::Unions,
-    };
-    let Intake {
-        interner,
-        type_rules,
-        mut sets,
-        blocked,
-        mut pairs,
-        mut rejected,
-        batch_starts,
-        rows,
-        ..
-    } = intake(&batches, rules, keep)?;
-    if keep == Keep::Pairs {
-        let links_of = |rows: &mut dyn Iterator<Item = u64>, pairs: &[[u32; 2]]| {
-            links_of_rows(rows, pairs, &batches, &batch_starts)
+    let total = batches.iter().map(EdgeBatch::len).sum();
+    let mut resolver = Resolver::expecting(rules, total);
+    for batch in batches {
+        resolver.add(batch)?;
+    }
+    resolver.finish()
+}
+
+/// A batch resolution fed one batch of edges at a time, as a query produces them: the
+/// identifiers of a batch are interned when it is added, so that reading the edges and
+/// interning them overlap. The result is [`resolve`]'s over all the batches in the order
+/// added.
+///
+/// ```
+/// use martdb::identity::{Edge, EdgeBatch, Resolver, Rules};
+/// let rules = Rules::default();
+/// let mut resolver = Resolver::expecting(&rules, 2);
+/// let edge = |a: &'static str, b: &'static str| Edge {
+///     type_a: "phone", id_a: a, type_b: "device", id_b: b, observed_at: 0,
+/// };
+/// resolver.add(EdgeBatch::from_edges(&[edge("13800000001", "d1")])).unwrap();
+/// resolver.add(EdgeBatch::from_edges(&[edge("13800000002", "d1")])).unwrap();
+/// let resolution = resolver.finish().unwrap();
+/// assert_eq!(
+///     resolution.person_id("phone", "13800000001"),
+///     resolution.person_id("phone", "13800000002"),
+/// );
+/// ```
+pub struct Resolver<'r> {
+    rules: &'r Rules,
+    intaking: Intaking<'r>,
+}
+
+impl<'r> Resolver<'r> {
+    /// A resolver with room for about `edges` edges; more (or fewer) are fine, the room
+    /// only saves growing arrays.
+    pub fn expecting(rules: &'r Rules, edges: usize) -> Self {
+        let keep = match rules.needs_links() {
+            true => Keep::Pairs,
+            false => Keep::Unions,
         };
-        reject_hubs(&mut pairs, &interner, &type_rules, &links_of, &mut rejected);
-        if rules.orders_links() {
-            merge_in_order(
-                &pairs,
-                rules,
-                &interner,
-                &type_rules,
-                &links_of,
-                &mut sets,
-                &mut rejected,
-            );
-        } else {
-            for &[a, b] in pairs.iter().filter(|&&pair| pair != NO_PAIR) {
-                sets.union(a, b);
-            }
+        Resolver {
+            rules,
+            intaking: Intaking::new(rules, keep, edges),
         }
     }
-    let person = person_ids(&interner, &blocked, &mut sets);
-    rejected.sort_unstable_by_key(|r| r.row);
-    Ok(Resolution {
-        batches,
-        batch_starts,
-        interner,
-        person,
-        rejected,
-        edges: rows,
-    })
+
+    /// Interns the identifiers of `batch` (and, with no rule that needs links, joins its
+    /// edges at once).
+    pub fn add(&mut self, batch: EdgeBatch) -> Result<(), IdentityError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.intaking.add(batch)
+    }
+
+    /// Applies the rules and gives every identifier its person id.
+    pub fn finish(self) -> Result<Resolution, IdentityError> {
+        let rules = self.rules;
+        let keep = self.intaking.keep;
+        let Intake {
+            interner,
+            type_rules,
+            mut sets,
+            blocked,
+            mut pairs,
+            mut rejected,
+            batch_starts,
+            rows,
+            ..
+        } = self.intaking.finish();
+        if keep == Keep::Pairs {
+            let links_of = |rows: &mut dyn Iterator<Item = u64>, pairs: &[[u32; 2]]| {
+                links_of_rows(rows, pairs, interner.batches(), &batch_starts)
+            };
+            reject_hubs(&mut pairs, &interner, &type_rules, &links_of, &mut rejected);
+            if rules.orders_links() {
+                merge_in_order(
+                    &pairs,
+                    rules,
+                    &interner,
+                    &type_rules,
+                    &links_of,
+                    &mut sets,
+                    &mut rejected,
+                );
+            } else {
+                for &[a, b] in pairs.iter().filter(|&&pair| pair != NO_PAIR) {
+                    sets.union(a, b);
+                }
+            }
+        }
+        let person = person_ids(&interner, &blocked, &mut sets);
+        rejected.sort_unstable_by_key(|r| r.row);
+        Ok(Resolution {
+            batch_starts,
+            interner,
+            person,
+            rejected,
+            edges: rows,
+        })
+    }
 }
 
 /// The distinct links of some global rows (in order) of the pairs.
@@ -747,7 +869,7 @@ impl Resolution {
     /// The input row `row` (global) as (type_a, id_a, type_b, id_b, source).
     pub fn row_text(&self, row: u64) -> [Option<&str>; 5] {
         let (batch, offset) = locate(&self.batch_starts, row);
-        self.batches[batch].row_text(offset)
+        self.interner.batches()[batch].row_text(offset)
     }
 
     /// A reason in words, e.g. `max_per_person: national_id`.

@@ -20,9 +20,10 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::TryStreamExt;
+use datafusion::physical_plan::{StatisticsArgs, StatisticsContext, execute_stream};
+use futures::{StreamExt, TryStreamExt};
 
-use crate::identity::{EdgeBatch, IdentityError, Rules};
+use crate::identity::{EdgeBatch, IdentityError, Resolution, Resolver, Rules};
 use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
 
 /// The columns the edges query returns, by position.
@@ -38,19 +39,43 @@ pub(super) fn bad_input(message: String) -> DataFusionError {
     error(IdentityError::Input { message })
 }
 
+/// The edges of one job, batch by batch as the edges query produces them: a job that
+/// resolves interns each batch while the query reads the next.
+pub(super) struct EdgeInput {
+    batches: Box<dyn Iterator<Item = Result<EdgeBatch>> + Send>,
+    /// The number of edges the edges plan's statistics promise (0 when unknown).
+    expected: usize,
+}
+
+impl EdgeInput {
+    /// Every batch.
+    pub fn collect_all(self) -> Result<Vec<EdgeBatch>> {
+        self.batches.collect()
+    }
+
+    /// The batch resolution of the edges under `rules`.
+    pub fn resolve(self, rules: &Rules) -> Result<Resolution> {
+        let mut resolver = Resolver::expecting(rules, self.expected);
+        for batch in self.batches {
+            resolver.add(batch?).map_err(error)?;
+        }
+        resolver.finish().map_err(error)
+    }
+}
+
 /// What one identity table function computes from its edges and rules.
 pub(super) trait IdentityJob: fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn schema(&self) -> SchemaRef;
     /// Runs on a blocking thread: resolution is CPU work, updates wait for the disk.
-    fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch>;
+    fn run(&self, edges: EdgeInput, rules: Rules) -> Result<RecordBatch>;
 
     /// The output columns `columns` (indices into [`IdentityJob::schema`]), or all. By
     /// default the whole output, projected; a job with a large output builds only what is
     /// asked for.
     fn run_projected(
         &self,
-        edges: Vec<EdgeBatch>,
+        edges: EdgeInput,
         rules: Rules,
         columns: Option<&[usize]>,
     ) -> Result<RecordBatch> {
@@ -223,23 +248,17 @@ fn micros(array: &ArrayRef) -> Result<Int64Array> {
     })
 }
 
-/// The edges query's batches as the domain's edge batches; text columns are shared, not
+/// A batch of the edges query as the domain's edge batch; text columns are shared, not
 /// copied.
-fn edge_batches(batches: &[RecordBatch]) -> Result<Vec<EdgeBatch>> {
-    batches
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|batch| {
-            let columns = batch.columns();
-            let observed_at = columns.get(4).map(micros).transpose()?;
-            EdgeBatch::from_arrays(
-                [&columns[0], &columns[1], &columns[2], &columns[3]],
-                observed_at,
-                columns.get(5),
-            )
-            .map_err(error)
-        })
-        .collect()
+fn edge_batch(batch: &RecordBatch) -> Result<EdgeBatch> {
+    let columns = batch.columns();
+    let observed_at = columns.get(4).map(micros).transpose()?;
+    EdgeBatch::from_arrays(
+        [&columns[0], &columns[1], &columns[2], &columns[3]],
+        observed_at,
+        columns.get(5),
+    )
+    .map_err(error)
 }
 
 /// The rules query's rows as rules.
@@ -338,6 +357,12 @@ impl<J: IdentityJob> ExecutionPlan for IdentityExec<J> {
         let job = self.job.clone();
         let projection = self.projection.clone();
         let batch_size = context.session_config().batch_size().max(1);
+        // Parquet metadata knows the row count: the resolution is sized for it up front.
+        let expected = StatisticsContext::new()
+            .compute(self.inputs[0].as_ref(), &StatisticsArgs::new())
+            .ok()
+            .and_then(|s| s.num_rows.get_value().copied())
+            .unwrap_or(0);
         let stream = futures::stream::once(async move {
             let rules = match inputs.get(1) {
                 Some(plan) => rules(
@@ -345,13 +370,30 @@ impl<J: IdentityJob> ExecutionPlan for IdentityExec<J> {
                 )?,
                 None => Rules::default(),
             };
-            let edges = datafusion::physical_plan::collect(inputs[0].clone(), context).await?;
+            let mut edges = execute_stream(inputs[0].clone(), context)?;
+            // The job takes the batches on a blocking thread while this task reads the
+            // next ones; a few in flight keep both busy without buffering the input.
+            let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<EdgeBatch>>(4);
+            let input = EdgeInput {
+                batches: Box::new(std::iter::from_fn(move || receiver.blocking_recv())),
+                expected,
+            };
             let name = job.name();
-            let batch = tokio::task::spawn_blocking(move || {
-                job.run_projected(edge_batches(&edges)?, rules, projection.as_deref())
-            })
-            .await
-            .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
+            let worker = tokio::task::spawn_blocking(move || {
+                job.run_projected(input, rules, projection.as_deref())
+            });
+            while let Some(batch) = edges.next().await {
+                let batch = batch.and_then(|b| edge_batch(&b));
+                let failed = batch.is_err();
+                // A closed channel means the job has stopped (with an error it returns).
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+            drop(sender);
+            let batch = worker
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))??;
             // Slices share the output's arrays: downstream operators get batches of the
             // usual size.
             let slices: Vec<Result<RecordBatch>> = (0..batch.num_rows())

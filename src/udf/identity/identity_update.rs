@@ -7,8 +7,8 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 
-use super::common::{IdentityJob, error};
-use crate::identity::{EdgeBatch, IdentityGraph, Rules};
+use super::common::{EdgeInput, IdentityJob, error};
+use crate::identity::{IdentityGraph, Rules};
 
 pub(crate) const NAME: &str = "identity_update";
 
@@ -43,8 +43,11 @@ impl IdentityJob for IdentityUpdate {
         SCHEMA.clone()
     }
 
-    fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch> {
-        let s = self.graph.add_edges(&edges, &rules).map_err(error)?;
+    fn run(&self, edges: EdgeInput, rules: Rules) -> Result<RecordBatch> {
+        let s = self
+            .graph
+            .add_edges(&edges.collect_all()?, &rules)
+            .map_err(error)?;
         let counts = [
             s.update,
             s.edges,

@@ -9,8 +9,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 
-use super::common::{IdentityJob, error};
-use crate::identity::{EdgeBatch, Rules, resolve};
+use super::common::{EdgeInput, IdentityJob};
+use crate::identity::Rules;
 
 pub(super) const NAME: &str = "resolve_identities";
 
@@ -34,18 +34,18 @@ impl IdentityJob for ResolveIdentities {
         SCHEMA.clone()
     }
 
-    fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch> {
+    fn run(&self, edges: EdgeInput, rules: Rules) -> Result<RecordBatch> {
         self.run_projected(edges, rules, None)
     }
 
     /// Builds only the columns asked for: `count(DISTINCT person_id)` copies no strings.
     fn run_projected(
         &self,
-        edges: Vec<EdgeBatch>,
+        edges: EdgeInput,
         rules: Rules,
         columns: Option<&[usize]>,
     ) -> Result<RecordBatch> {
-        let resolution = resolve(edges, &rules).map_err(error)?;
+        let resolution = edges.resolve(&rules)?;
         let columns = columns.map_or_else(|| (0..SCHEMA.fields().len()).collect(), <[_]>::to_vec);
         let rows = resolution.identifiers().count();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());

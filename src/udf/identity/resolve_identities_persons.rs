@@ -7,8 +7,8 @@ use datafusion::arrow::array::{Int64Builder, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 
-use super::common::{IdentityJob, error};
-use crate::identity::{EdgeBatch, Rules, resolve};
+use super::common::{EdgeInput, IdentityJob};
+use crate::identity::Rules;
 
 pub(super) const NAME: &str = "resolve_identities_persons";
 
@@ -38,8 +38,8 @@ impl IdentityJob for ResolveIdentitiesPersons {
         SCHEMA.clone()
     }
 
-    fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch> {
-        let persons = resolve(edges, &rules).map_err(error)?.persons();
+    fn run(&self, edges: EdgeInput, rules: Rules) -> Result<RecordBatch> {
+        let persons = edges.resolve(&rules)?.persons();
         let mut ids = Int64Builder::with_capacity(persons.len());
         let mut sizes = Int64Builder::with_capacity(persons.len());
         let mut types = StringBuilder::new();

@@ -9,8 +9,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::Result;
 
-use super::common::{IdentityJob, error, time_or_null};
-use crate::identity::{EdgeBatch, Rules, resolve};
+use super::common::{EdgeInput, IdentityJob, time_or_null};
+use crate::identity::Rules;
 
 pub(super) const NAME: &str = "resolve_identities_rejected";
 
@@ -47,8 +47,8 @@ impl IdentityJob for ResolveIdentitiesRejected {
         SCHEMA.clone()
     }
 
-    fn run(&self, edges: Vec<EdgeBatch>, rules: Rules) -> Result<RecordBatch> {
-        let resolution = resolve(edges, &rules).map_err(error)?;
+    fn run(&self, edges: EdgeInput, rules: Rules) -> Result<RecordBatch> {
+        let resolution = edges.resolve(&rules)?;
         let rejected = resolution.rejected();
         let mut text: [StringBuilder; 5] = Default::default();
         let mut observations = Int64Builder::with_capacity(rejected.len());
