@@ -25,7 +25,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::ml::attribution::{Attribution, AttributionError, Journey, Model, Touch, attribute};
-use crate::udf::query::{constant, constant_text, output_properties, plan_query, session_state};
+use crate::udf::query::{
+    constant, constant_text, is_text, output_properties, plan_query, session_state,
+};
 
 pub(super) const NAME: &str = "attribution";
 
@@ -170,14 +172,6 @@ fn check_columns(schema: &Schema) -> Result<bool> {
         return Err(wrong(4, "value", "a number"));
     }
     Ok(fields.len() == 5)
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
-    }
 }
 
 /// Runs the query, builds the journeys and attributes them.

@@ -24,7 +24,7 @@ use datafusion::physical_plan::{StatisticsArgs, StatisticsContext, execute_strea
 use futures::{StreamExt, TryStreamExt};
 
 use crate::identity::{EdgeBatch, IdentityError, Resolution, Resolver, Rules};
-use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
+use crate::udf::query::{constant_text, is_text, output_properties, plan_query, session_state};
 
 /// The columns the edges query returns, by position.
 pub(super) const EDGE_COLUMNS: &str = "(id_a, type_a, id_b, type_b [, observed_at [, source]])";
@@ -162,14 +162,6 @@ impl<J: IdentityJob> TableProvider for IdentityTable<J> {
             projected,
             properties,
         }))
-    }
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
     }
 }
 
