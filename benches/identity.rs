@@ -170,7 +170,7 @@ fn time_resolve(batches: &[EdgeBatch], rules: &Rules, runs: u64) -> (f64, usize)
         let started = Instant::now();
         let resolution = resolve(input, rules).expect("resolve");
         best = best.min(started.elapsed().as_secs_f64());
-        let mut ids: Vec<i64> = resolution.identifiers().map(|(_, _, p)| p).collect();
+        let mut ids: Vec<i64> = resolution.person_ids().collect();
         ids.sort_unstable();
         ids.dedup();
         persons = ids.len();

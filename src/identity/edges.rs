@@ -113,14 +113,15 @@ impl EdgeBatch {
         observed_at: Option<Int64Array>,
         source: Option<StringArray>,
     ) -> Result<Self, IdentityError> {
-        EdgeBatch::checked(
-            Text::Offsets(id_a),
-            Text::Offsets(type_a),
-            Text::Offsets(id_b),
-            Text::Offsets(type_b),
+        EdgeBatch {
+            id_a: Text::Offsets(id_a),
+            type_a: Text::Offsets(type_a),
+            id_b: Text::Offsets(id_b),
+            type_b: Text::Offsets(type_b),
             observed_at,
-            source.map(Text::Offsets),
-        )
+            source: source.map(Text::Offsets),
+        }
+        .checked()
     }
 
     /// A batch from columns of any Arrow type that reads as text: string arrays and
@@ -146,31 +147,26 @@ impl EdgeBatch {
         observed_at: Option<Int64Array>,
         source: Option<&ArrayRef>,
     ) -> Result<Self, IdentityError> {
-        EdgeBatch::checked(
-            Text::from_array(id_a, "id_a")?,
-            Text::from_array(type_a, "type_a")?,
-            Text::from_array(id_b, "id_b")?,
-            Text::from_array(type_b, "type_b")?,
+        EdgeBatch {
+            id_a: Text::from_array(id_a, "id_a")?,
+            type_a: Text::from_array(type_a, "type_a")?,
+            id_b: Text::from_array(id_b, "id_b")?,
+            type_b: Text::from_array(type_b, "type_b")?,
             observed_at,
-            source.map(|s| Text::from_array(s, "source")).transpose()?,
-        )
+            source: source.map(|s| Text::from_array(s, "source")).transpose()?,
+        }
+        .checked()
     }
 
-    fn checked(
-        id_a: Text,
-        type_a: Text,
-        id_b: Text,
-        type_b: Text,
-        observed_at: Option<Int64Array>,
-        source: Option<Text>,
-    ) -> Result<Self, IdentityError> {
-        let rows = id_a.len();
+    /// The batch, if its columns are of one length that node positions can hold.
+    fn checked(self) -> Result<Self, IdentityError> {
+        let rows = self.id_a.len();
         let lengths = [
-            type_a.len(),
-            id_b.len(),
-            type_b.len(),
-            observed_at.as_ref().map_or(rows, |a| a.len()),
-            source.as_ref().map_or(rows, Text::len),
+            self.type_a.len(),
+            self.id_b.len(),
+            self.type_b.len(),
+            self.observed_at.as_ref().map_or(rows, |a| a.len()),
+            self.source.as_ref().map_or(rows, Text::len),
         ];
         if lengths.iter().any(|&n| n != rows) {
             return Err(IdentityError::Input {
@@ -185,14 +181,7 @@ impl EdgeBatch {
                 message: format!("a batch of {rows} edges; split it below 2^31 rows"),
             });
         }
-        Ok(EdgeBatch {
-            id_a,
-            type_a,
-            id_b,
-            type_b,
-            observed_at,
-            source,
-        })
+        Ok(self)
     }
 
     /// A batch of `edges`.

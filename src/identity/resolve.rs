@@ -822,6 +822,15 @@ impl Resolution {
         })
     }
 
+    /// The person ids of [`Resolution::identifiers`], in the same order, without reading
+    /// the identifiers' values.
+    pub fn person_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.person
+            .iter()
+            .copied()
+            .filter(|&person| person != NOBODY)
+    }
+
     /// The person of identifier (`id_type`, `id`), if it was resolved and is not blocked.
     pub fn person_id(&self, id_type: &str, id: &str) -> Option<i64> {
         let node = self.interner.get(id_type, id)?;

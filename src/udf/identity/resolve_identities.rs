@@ -47,13 +47,13 @@ impl IdentityJob for ResolveIdentities {
     ) -> Result<RecordBatch> {
         let resolution = edges.resolve(&rules)?;
         let columns = columns.map_or_else(|| (0..SCHEMA.fields().len()).collect(), <[_]>::to_vec);
-        let rows = resolution.identifiers().count();
+        // The person column reads no values, and gives the row count.
+        let persons: ArrayRef = Arc::new(Int64Array::from_iter_values(resolution.person_ids()));
+        let rows = persons.len();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
         for &column in &columns {
             if column == 0 {
-                arrays.push(Arc::new(Int64Array::from_iter_values(
-                    resolution.identifiers().map(|(_, _, person)| person),
-                )));
+                arrays.push(persons.clone());
                 continue;
             }
             fn text<'a>(column: usize, (id_type, id, _): (&'a str, &'a str, i64)) -> &'a str {
