@@ -27,6 +27,7 @@ use crate::catalog::{
 };
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
+use crate::rules::{RuleStore, Rules};
 use crate::rewrite::compat::CompatParser;
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
@@ -87,6 +88,7 @@ pub struct Engine {
     roles: LoginRoles,
     coupons: Coupons,
     identity: IdentityGraph,
+    rules: Rules,
 }
 
 /// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
@@ -204,8 +206,20 @@ impl Engine {
         )?;
         system.register_table(
             "audiences".into(),
-            Arc::new(crate::catalog::audiences::table(audiences)),
+            Arc::new(crate::catalog::audiences::table(audiences.clone())),
         )?;
+        let rules = Rules::new(
+            RuleStore::new(&storage),
+            audiences.clone(),
+            &shared_context,
+        );
+        system.register_table(
+            "rules".into(),
+            Arc::new(crate::catalog::rules::RulesTable::new(rules.clone())),
+        )?;
+        for (name, function) in crate::udf::rules::table_functions(&rules) {
+            ctx.register_udtf(name, function);
+        }
         for (name, table) in crate::catalog::identity::tables(&identity) {
             system.register_table(name.into(), Arc::new(table))?;
         }
@@ -236,6 +250,7 @@ impl Engine {
             roles,
             coupons,
             identity,
+            rules,
         })
     }
 
@@ -256,6 +271,12 @@ impl Engine {
         &self.coupons
     }
 
+    /// The rules of this database: store, compile and match them without SQL (one event
+    /// at a time on the hot path); the same rules `martdb.rules` and `match_rules` use.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// Opens a [`Session`]: its own settings, cursors and cancel handle over this
     /// engine's tables.
     pub fn session(&self) -> Session {
@@ -273,6 +294,7 @@ impl Engine {
             roles: self.roles.clone(),
             coupons: self.coupons.clone(),
             identity: self.identity.clone(),
+            rules: self.rules.clone(),
         }
     }
 
@@ -405,6 +427,13 @@ impl Engine {
                     self.catalog.object_created(&name, text, true)?;
                 }
                 Ok(empty_stream())
+            }
+            // martdb.rules takes its own writes (each statement one durable change).
+            LogicalPlan::Dml(DmlStatement { ref table_name, .. })
+                if table_name.table() == "rules"
+                    && table_name.schema() == Some(SYSTEM_SCHEMA) =>
+            {
+                self.run_plan(plan).await
             }
             LogicalPlan::Dml(DmlStatement {
                 table_name,

@@ -120,6 +120,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::identity::IdentityError>() {
                 e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::rules::RuleError>() {
+                match e {
+                    crate::rules::RuleError::Engine(inner) => datafusion_sqlstate(inner),
+                    other => other.sqlstate(),
+                }
             } else if e
                 .downcast_ref::<crate::rewrite::scalar_subquery::MoreThanOneRow>()
                 .is_some()

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 pub mod identity;
 pub mod ml;
+pub mod rules;
 mod rewrite;
 pub mod server;
 pub mod session;

@@ -9,6 +9,7 @@ pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
 pub mod identity;
+pub mod rules;
 pub(crate) mod query;
 pub mod system;
 

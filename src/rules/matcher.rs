@@ -1,0 +1,677 @@
+//! From candidate matches to fired rules: window patterns, conflict policies and
+//! frequency caps, over a whole input ([`BatchMatcher`]) or one event at a time
+//! ([`EventMatcher`]).
+//!
+//! Candidates of rules that need no order (no pattern, no cap on their channel, an
+//! `all` group) fire as they are. The others are decided per user in time order:
+//! events by (time, event id), the rules of one event by priority (higher first), then
+//! id. For each: a rule in a `first` group does not fire when a rule of its group
+//! already fired for the event; a rule with a cap does not fire when its channel
+//! already carried `count` actions for the user within the cap's window ending at
+//! this time (every fired action on the channel counts, capped rule or not). A rule
+//! that does not fire leaves the event to the next rule of its group.
+//!
+//! The batch matcher decides in event time. The event matcher decides caps and groups
+//! in arrival order, which is the same for events that arrive in time order; patterns
+//! are decided in event time by both (see [`super::pattern`]). Its state is bounded:
+//! per user and pattern it keeps the events of the pattern's horizon (at most
+//! [`MAX_EVENTS_PER_PARTITION`]), and the actions of the longest cap window.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::{cast, interleave};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, SortField};
+
+use super::RuleError;
+use super::model::Policy;
+use super::network::RuleSet;
+use super::pattern::{Found, PatternEvent};
+
+/// The most events the event matcher keeps per user and pattern.
+pub const MAX_EVENTS_PER_PARTITION: usize = 4096;
+
+/// One fired rule: the event (batch and row of the input), the rule (index into the
+/// set) and when it fired (the event's time, or a pattern's deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fired {
+    pub batch: u32,
+    pub row: u32,
+    pub rule: u32,
+    pub at: i64,
+}
+
+/// The columns of a match, in order: what `match_rules` returns.
+pub fn match_schema(event_id: &DataType, user_id: &DataType) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", event_id.clone(), true),
+        Field::new("user_id", user_id.clone(), true),
+        Field::new("rule_id", DataType::Int64, false),
+        Field::new("rule_version", DataType::Int64, false),
+        Field::new("rule_name", DataType::Utf8, false),
+        Field::new("rule_group", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("action_params", DataType::Utf8, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new(
+            "fired_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]))
+}
+
+/// A candidate waiting for the ordered decision.
+struct Waiting {
+    user: Box<[u8]>,
+    order: i64,
+    fired: Fired,
+}
+
+struct PatternRow {
+    partition: Box<[u8]>,
+    event: PatternEvent,
+    batch: u32,
+    row: u32,
+}
+
+/// Matches a whole input, batch by batch, and decides at the end.
+pub struct BatchMatcher<'a> {
+    set: &'a RuleSet,
+    /// The event_id and user_id columns of every batch, for the output.
+    keys: Vec<(ArrayRef, ArrayRef)>,
+    direct: Vec<Fired>,
+    waiting: Vec<Waiting>,
+    /// Per rule with a pattern: the events it looks at.
+    patterns: HashMap<u32, Vec<PatternRow>>,
+    /// Whether each rule's candidates are decided in order.
+    in_order: Vec<bool>,
+    watermark: i64,
+    pending: usize,
+}
+
+fn order_key(set: &RuleSet, batch: &RecordBatch, row: usize, position: i64) -> i64 {
+    let ids = batch.column(set.columns.event_id);
+    if ids.data_type().is_integer() && ids.is_valid(row) {
+        cast(&ids.slice(row, 1), &DataType::Int64)
+            .ok()
+            .map_or(position, |a| a.as_primitive::<Int64Type>().value(0))
+    } else {
+        position
+    }
+}
+
+fn rows_of(columns: &[ArrayRef]) -> Result<datafusion::arrow::row::Rows, RuleError> {
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| RuleError::Engine(e.into()))?;
+    converter
+        .convert_columns(columns)
+        .map_err(|e| RuleError::Engine(e.into()))
+}
+
+/// Which rules are decided in order: those with a pattern or a cap, those in a `first`
+/// group, and every rule whose channel some rule caps.
+fn decided_in_order(set: &RuleSet) -> Vec<bool> {
+    let capped: HashSet<usize> = set
+        .rules
+        .iter()
+        .filter(|r| r.rule.cap.is_some())
+        .map(|r| r.channel)
+        .collect();
+    set.rules
+        .iter()
+        .map(|r| {
+            r.pattern.is_some() || r.rule.policy == Policy::First || capped.contains(&r.channel)
+        })
+        .collect()
+}
+
+impl<'a> BatchMatcher<'a> {
+    pub fn new(set: &'a RuleSet) -> Self {
+        BatchMatcher {
+            set,
+            keys: Vec::new(),
+            direct: Vec::new(),
+            waiting: Vec::new(),
+            patterns: HashMap::new(),
+            in_order: decided_in_order(set),
+            watermark: i64::MIN,
+            pending: 0,
+        }
+    }
+
+    /// Matches one batch of events (its schema is the set's).
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), RuleError> {
+        let set = self.set;
+        let batch_no = self.keys.len() as u32;
+        let columns = set.columns;
+        self.keys.push((
+            batch.column(columns.event_id).clone(),
+            batch.column(columns.user_id).clone(),
+        ));
+        let ts = set.timestamps(batch)?;
+        if let Some(ts) = &ts {
+            self.watermark = self.watermark.max(ts.iter().copied().max().unwrap_or(i64::MIN));
+        }
+        let base = self.positions();
+        let candidates = set.candidates(batch)?;
+        let mut users = None;
+        let mut counted: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (row, rule) in candidates {
+            let compiled = &set.rules[rule as usize];
+            if compiled.pattern.is_some() {
+                counted.entry(rule).or_default().push(row);
+                continue;
+            }
+            let fired = Fired {
+                batch: batch_no,
+                row,
+                rule,
+                at: ts.as_ref().map_or(i64::MIN, |t| t[row as usize]),
+            };
+            if self.in_order[rule as usize] {
+                let users = match &users {
+                    Some(u) => u,
+                    None => users.insert(rows_of(&[batch.column(columns.user_id).clone()])?),
+                };
+                self.waiting.push(Waiting {
+                    user: users.row(row as usize).as_ref().into(),
+                    order: order_key(set, batch, row as usize, base + row as i64),
+                    fired,
+                });
+            } else {
+                self.direct.push(fired);
+            }
+        }
+        for (rule, compiled) in set.rules.iter().enumerate() {
+            let Some(pattern) = &compiled.pattern else {
+                continue;
+            };
+            let counted = counted.remove(&(rule as u32)).unwrap_or_default();
+            let mut key_columns = vec![batch.column(columns.user_id).clone()];
+            for column in &pattern.same {
+                let i = set.schema.index_of(column).expect("checked at compile");
+                key_columns.push(batch.column(i).clone());
+            }
+            let keys = rows_of(&key_columns)?;
+            let types = cast(batch.column(columns.event_type), &DataType::Utf8)
+                .map_err(|e| RuleError::Engine(e.into()))?;
+            let types = types.as_string::<i32>();
+            let others = pattern.other_types();
+            let trigger = compiled.rule.trigger_type();
+            let ts = ts.as_ref().expect("a pattern needs ts, checked at compile");
+            let rows = self.patterns.entry(rule as u32).or_default();
+            let mut next_counted = counted.iter().peekable();
+            let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
+            for (row, &time) in ts.iter().enumerate() {
+                let is_counted = next_counted.next_if(|&&r| r as usize == row).is_some();
+                if types.is_null(row) {
+                    continue;
+                }
+                let t = types.value(row);
+                if !is_counted && !others.contains(&t) && trigger.as_deref() != Some(t) {
+                    continue;
+                }
+                let event_type = interned.entry(t).or_insert_with(|| t.into()).clone();
+                rows.push(PatternRow {
+                    partition: keys.row(row).as_ref().into(),
+                    event: PatternEvent {
+                        ts: time,
+                        order: order_key(set, batch, row, base + row as i64),
+                        event_type,
+                        counted: is_counted,
+                    },
+                    batch: batch_no,
+                    row: row as u32,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn positions(&self) -> i64 {
+        self.keys.iter().map(|(ids, _)| ids.len() as i64).sum()
+    }
+
+    /// Decides the patterns and the ordered rules, and returns every fired rule as rows
+    /// of [`match_schema`], in input order.
+    pub fn finish(mut self) -> Result<Vec<RecordBatch>, RuleError> {
+        let set = self.set;
+        let mut users_of_batch: HashMap<u32, datafusion::arrow::row::Rows> = HashMap::new();
+        for (rule, mut rows) in std::mem::take(&mut self.patterns) {
+            let pattern = set.rules[rule as usize]
+                .pattern
+                .as_ref()
+                .expect("collected for patterns only");
+            rows.sort_unstable_by(|a, b| {
+                (&a.partition, a.event.ts, a.event.order).cmp(&(&b.partition, b.event.ts, b.event.order))
+            });
+            let mut found = Vec::new();
+            let mut start = 0;
+            while start < rows.len() {
+                let end = start
+                    + rows[start..]
+                        .iter()
+                        .position(|r| r.partition != rows[start].partition)
+                        .unwrap_or(rows.len() - start);
+                let events: Vec<PatternEvent> =
+                    rows[start..end].iter().map(|r| r.event.clone()).collect();
+                found.clear();
+                pattern.evaluate(&events, self.watermark, &mut found);
+                for f in &found {
+                    match *f {
+                        Found::Fired { index, at } => {
+                            let r = &rows[start + index];
+                            let fired = Fired {
+                                batch: r.batch,
+                                row: r.row,
+                                rule,
+                                at,
+                            };
+                            if self.in_order[rule as usize] {
+                                let users = match users_of_batch.get(&r.batch) {
+                                    Some(u) => u,
+                                    None => {
+                                        let column = self.keys[r.batch as usize].1.clone();
+                                        users_of_batch.entry(r.batch).or_insert(rows_of(&[column])?)
+                                    }
+                                };
+                                self.waiting.push(Waiting {
+                                    user: users.row(r.row as usize).as_ref().into(),
+                                    order: r.event.order,
+                                    fired,
+                                });
+                            } else {
+                                self.direct.push(fired);
+                            }
+                        }
+                        Found::Pending { .. } => self.pending += 1,
+                        Found::Cancelled { .. } => {}
+                    }
+                }
+                start = end;
+            }
+        }
+        let mut fired = std::mem::take(&mut self.direct);
+        fired.extend(decide_in_order(set, std::mem::take(&mut self.waiting)));
+        fired.sort_unstable_by_key(|f| (f.batch, f.row, f.rule, f.at));
+        output(set, &self.keys, &fired)
+    }
+
+    /// Matches with an absence whose deadline the input did not pass (not reported).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+}
+
+/// The ordered decision over all waiting candidates (module docs).
+fn decide_in_order(set: &RuleSet, mut waiting: Vec<Waiting>) -> Vec<Fired> {
+    let rank = |rule: u32| {
+        let r = &set.rules[rule as usize].rule;
+        (std::cmp::Reverse(r.priority), r.id)
+    };
+    waiting.sort_unstable_by(|a, b| {
+        (&a.user, a.fired.at, a.order, a.fired.batch, a.fired.row, rank(a.fired.rule)).cmp(&(
+            &b.user,
+            b.fired.at,
+            b.order,
+            b.fired.batch,
+            b.fired.row,
+            rank(b.fired.rule),
+        ))
+    });
+    let mut out = Vec::new();
+    let mut state = UserState::default();
+    let mut user: Option<&[u8]> = None;
+    for w in &waiting {
+        if user != Some(&w.user) {
+            state = UserState::default();
+            user = Some(&w.user);
+        }
+        if state.decide(set, (w.fired.batch, w.fired.row), w.fired.rule, w.fired.at) {
+            out.push(w.fired);
+        }
+    }
+    out
+}
+
+/// One user's recent actions per channel and the groups that fired per event.
+#[derive(Debug, Default)]
+struct UserState {
+    actions: HashMap<usize, VecDeque<i64>>,
+    groups: HashSet<((u32, u32), String)>,
+}
+
+impl UserState {
+    /// Whether `rule` fires for `event` at `at`, recording it when it does.
+    fn decide(&mut self, set: &RuleSet, event: (u32, u32), rule: u32, at: i64) -> bool {
+        let compiled = &set.rules[rule as usize];
+        let r = &compiled.rule;
+        if r.policy == Policy::First && self.groups.contains(&(event, r.group.clone())) {
+            return false;
+        }
+        let actions = self.actions.entry(compiled.channel).or_default();
+        if let Some(cap) = r.cap {
+            let since = at.saturating_sub(cap.window_micros);
+            let recent = actions.iter().filter(|&&t| t >= since && t <= at).count();
+            if recent >= cap.count as usize {
+                return false;
+            }
+        }
+        actions.push_back(at);
+        if r.policy == Policy::First {
+            self.groups.insert((event, r.group.clone()));
+        }
+        true
+    }
+
+    /// Forgets actions older than `horizon` and groups of events before it.
+    fn expire(&mut self, horizon: i64) {
+        for actions in self.actions.values_mut() {
+            while actions.front().is_some_and(|&t| t < horizon) {
+                actions.pop_front();
+            }
+        }
+        self.actions.retain(|_, a| !a.is_empty());
+    }
+}
+
+/// Rows of [`match_schema`] for `fired`, taking event and user ids from `keys`.
+fn output(
+    set: &RuleSet,
+    keys: &[(ArrayRef, ArrayRef)],
+    fired: &[Fired],
+) -> Result<Vec<RecordBatch>, RuleError> {
+    let schema = match_schema(
+        set.schema.field(set.columns.event_id).data_type(),
+        set.schema.field(set.columns.user_id).data_type(),
+    );
+    let mut out = Vec::new();
+    for chunk in fired.chunks(8192) {
+        let indices: Vec<(usize, usize)> = chunk
+            .iter()
+            .map(|f| (f.batch as usize, f.row as usize))
+            .collect();
+        let pick = |which: fn(&(ArrayRef, ArrayRef)) -> &ArrayRef| {
+            let arrays: Vec<&dyn Array> = keys.iter().map(|k| which(k).as_ref()).collect();
+            interleave(&arrays, &indices).map_err(|e| RuleError::Engine(e.into()))
+        };
+        let rule = |f: &Fired| set.rules[f.rule as usize].rule.as_ref();
+        let has_ts = set.columns.ts.is_some();
+        let columns: Vec<ArrayRef> = vec![
+            pick(|k| &k.0)?,
+            pick(|k| &k.1)?,
+            Arc::new(Int64Array::from_iter_values(chunk.iter().map(|f| rule(f).id))),
+            Arc::new(Int64Array::from_iter_values(
+                chunk.iter().map(|f| rule(f).version),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|f| rule(f).name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|f| rule(f).group.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|f| rule(f).action.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|f| rule(f).params.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk
+                    .iter()
+                    .map(|f| set.channels[set.rules[f.rule as usize].channel].as_str()),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(
+                    chunk.iter().map(|f| (has_ts && f.at != i64::MIN).then_some(f.at)),
+                )
+                .with_timezone("UTC"),
+            ),
+        ];
+        out.push(
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| RuleError::Engine(e.into()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Matches single events as they arrive, keeping per-user state between calls.
+pub struct EventMatcher {
+    set: Arc<RuleSet>,
+    in_order: Vec<bool>,
+    users: HashMap<Box<[u8]>, UserState>,
+    /// Per (rule, partition): the pattern's recent events, in event time order.
+    partitions: HashMap<(u32, Box<[u8]>), Partition>,
+    watermark: i64,
+    arrivals: i64,
+    /// Pattern matches waiting for their deadline: (deadline, rule, partition).
+    pending: Vec<(i64, u32, Box<[u8]>)>,
+    /// How long state is kept behind the watermark: the longest pattern horizon or cap
+    /// window (0: none is needed).
+    horizon: i64,
+}
+
+#[derive(Default)]
+struct Partition {
+    events: Vec<(PatternEvent, RecordBatch)>,
+    /// Orders of the counted events whose match was already reported.
+    reported: HashSet<i64>,
+}
+
+impl EventMatcher {
+    pub fn new(set: Arc<RuleSet>) -> Self {
+        let in_order = decided_in_order(&set);
+        let horizon = set
+            .rules
+            .iter()
+            .map(|r| {
+                r.pattern.as_ref().map_or(0, |p| p.horizon_micros())
+                    .max(r.rule.cap.map_or(0, |c| c.window_micros))
+            })
+            .max()
+            .unwrap_or(0);
+        EventMatcher {
+            set,
+            in_order,
+            users: HashMap::new(),
+            partitions: HashMap::new(),
+            watermark: i64::MIN,
+            arrivals: 0,
+            pending: Vec::new(),
+            horizon,
+        }
+    }
+
+    /// Goes on with `set`, a network of the same rules over another event schema.
+    pub fn use_set(&mut self, set: Arc<RuleSet>) {
+        debug_assert_eq!(set.rules.len(), self.set.rules.len());
+        self.set = set;
+    }
+
+    /// Matches one event (a one-row batch of the set's schema): the rules it fires now,
+    /// and pattern matches of earlier events whose deadline its time passed, as rows of
+    /// [`match_schema`].
+    pub fn match_event(&mut self, event: &RecordBatch) -> Result<Vec<RecordBatch>, RuleError> {
+        let set = self.set.clone();
+        let candidates = set.candidates_of_one(event)?;
+        let ts = set.timestamps(event)?.map_or(i64::MIN, |t| t[0]);
+        self.arrivals += 1;
+        let order = order_key(&set, event, 0, self.arrivals);
+        let user: Box<[u8]> = rows_of(&[event.column(set.columns.user_id).clone()])?
+            .row(0)
+            .as_ref()
+            .into();
+        let mut events = vec![event.clone()];
+        let mut fired = Vec::new();
+        // Rules with no pattern.
+        for &rule in &candidates {
+            if set.rules[rule].pattern.is_some() {
+                continue;
+            }
+            let f = Fired {
+                batch: 0,
+                row: 0,
+                rule: rule as u32,
+                at: ts,
+            };
+            if !self.in_order[rule]
+                || self
+                    .users
+                    .entry(user.clone())
+                    .or_default()
+                    .decide(&set, (0, order as u32), rule as u32, ts)
+            {
+                fired.push(f);
+            }
+        }
+        self.watermark = self.watermark.max(ts);
+        // Patterns: add the event to every pattern partition it belongs to, then
+        // re-evaluate those partitions.
+        let types = cast(event.column(set.columns.event_type), &DataType::Utf8)
+            .map_err(|e| RuleError::Engine(e.into()))?;
+        let types = types.as_string::<i32>();
+        let event_type: Arc<str> = if types.is_null(0) { "".into() } else { types.value(0).into() };
+        let mut touched = Vec::new();
+        for (rule, compiled) in set.rules.iter().enumerate() {
+            let Some(pattern) = &compiled.pattern else {
+                continue;
+            };
+            let counted = candidates.binary_search(&rule).is_ok();
+            let relevant = counted
+                || pattern.other_types().contains(&event_type.as_ref())
+                || compiled.rule.trigger_type().as_deref() == Some(event_type.as_ref());
+            if !relevant {
+                continue;
+            }
+            let mut key_columns = vec![event.column(set.columns.user_id).clone()];
+            for column in &pattern.same {
+                // An event without the column has NULL there.
+                key_columns.push(match set.schema.index_of(column) {
+                    Ok(i) => event.column(i).clone(),
+                    Err(_) => datafusion::arrow::array::new_null_array(&DataType::Utf8, 1),
+                });
+            }
+            let partition: Box<[u8]> = rows_of(&key_columns)?.row(0).as_ref().into();
+            let p = self.partitions.entry((rule as u32, partition.clone())).or_default();
+            let e = PatternEvent {
+                ts,
+                order,
+                event_type: event_type.clone(),
+                counted,
+            };
+            let at = p
+                .events
+                .partition_point(|(x, _)| (x.ts, x.order) <= (e.ts, e.order));
+            p.events.insert(at, (e, event.clone()));
+            if p.events.len() > MAX_EVENTS_PER_PARTITION {
+                p.events.remove(0);
+            }
+            touched.push((rule as u32, partition));
+        }
+        // Deadlines the watermark passed.
+        let watermark = self.watermark;
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|(d, _, _)| watermark > *d);
+        self.pending = waiting;
+        touched.extend(due.into_iter().map(|(_, r, p)| (r, p)));
+        touched.sort_unstable();
+        touched.dedup();
+        let mut found = Vec::new();
+        for (rule, partition) in touched {
+            let Some(p) = self.partitions.get_mut(&(rule, partition.clone())) else {
+                continue;
+            };
+            let pattern = set.rules[rule as usize].pattern.as_ref().expect("pattern rule");
+            let evs: Vec<PatternEvent> = p.events.iter().map(|(e, _)| e.clone()).collect();
+            found.clear();
+            pattern.evaluate(&evs, watermark, &mut found);
+            for f in &found {
+                match *f {
+                    Found::Fired { index, at } => {
+                        let (e, batch) = &p.events[index];
+                        if !p.reported.insert(e.order) {
+                            continue;
+                        }
+                        let user: Box<[u8]> = rows_of(&[batch.column(set.columns.user_id).clone()])?
+                            .row(0)
+                            .as_ref()
+                            .into();
+                        let allowed = !self.in_order[rule as usize]
+                            || self.users.entry(user).or_default().decide(
+                                &set,
+                                (0, e.order as u32),
+                                rule,
+                                at,
+                            );
+                        if allowed {
+                            events.push(batch.clone());
+                            fired.push(Fired {
+                                batch: (events.len() - 1) as u32,
+                                row: 0,
+                                rule,
+                                at,
+                            });
+                        }
+                    }
+                    Found::Pending { index, deadline } => {
+                        let e = &p.events[index].0;
+                        if !p.reported.contains(&e.order)
+                            && !self.pending.iter().any(|(d, r, q)| *d == deadline && *r == rule && *q == partition)
+                        {
+                            self.pending.push((deadline, rule, partition.clone()));
+                        }
+                    }
+                    Found::Cancelled { .. } => {}
+                }
+            }
+        }
+        self.expire();
+        let keys: Vec<(ArrayRef, ArrayRef)> = events
+            .iter()
+            .map(|b| {
+                (
+                    b.column(set.columns.event_id).clone(),
+                    b.column(set.columns.user_id).clone(),
+                )
+            })
+            .collect();
+        output(&set, &keys, &fired)
+    }
+
+    /// Drops state no undecided match can need: events and actions before the horizon,
+    /// and the groups of this event (groups are decided per event).
+    fn expire(&mut self) {
+        let horizon = if self.horizon == 0 {
+            i64::MAX
+        } else {
+            self.watermark.saturating_sub(self.horizon)
+        };
+        self.partitions.retain(|_, p| {
+            let keep_from = p.events.partition_point(|(e, _)| e.ts < horizon);
+            for (e, _) in p.events.drain(..keep_from) {
+                p.reported.remove(&e.order);
+            }
+            !p.events.is_empty()
+        });
+        for state in self.users.values_mut() {
+            state.expire(horizon);
+            state.groups.clear();
+        }
+        self.users.retain(|_, s| !s.actions.is_empty());
+    }
+
+    /// Events kept for patterns, over all users (a measure of the state's size).
+    pub fn retained_events(&self) -> usize {
+        self.partitions.values().map(|p| p.events.len()).sum()
+    }
+}

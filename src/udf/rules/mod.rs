@@ -1,0 +1,46 @@
+//! Rule matching in SQL. The semantics (conditions, patterns, groups, caps) are the
+//! module docs of [`crate::rules`].
+//!
+//! # `match_rules(events [, profiles])`
+//!
+//! ```sql
+//! SELECT rule_id, count(*) FROM match_rules(
+//!   'SELECT event_id, user_id, event_type, category, ts, amount FROM events',
+//!   'SELECT * FROM users') GROUP BY rule_id;
+//! ```
+//!
+//! - `events`: a constant text, one query (`SELECT`, `WITH`, `VALUES`) with the columns
+//!   `event_id`, `user_id`, `event_type`, `ts` (a timestamp; needed by patterns, caps
+//!   and validity windows) and every column the rules' conditions read.
+//! - `profiles`: optional, a query with a `user_id` column; its other columns are joined
+//!   to each event by `user_id` (LEFT JOIN: an unknown user has NULL profile columns),
+//!   unless the events have a column of the same name.
+//!
+//! Returns one row per fired rule: `event_id`, `user_id` (typed as in the query),
+//! `rule_id bigint, rule_version bigint, rule_name text, rule_group text, action text,
+//! action_params text, channel text, fired_at timestamptz`, in event order. It runs the
+//! current enabled rules of `martdb.rules` and changes nothing: the caps and patterns it
+//! decides start from no state, over this input alone. Errors: SQLSTATE 22023 for a rule
+//! whose condition does not fit the query's columns (the message names the rule), 42703
+//! for a missing `event_id`, `user_id`, `event_type` or `ts`.
+//!
+//! Rules are rows of `martdb.rules`: `INSERT`, `UPDATE` and `DELETE` change them (see
+//! [`crate::catalog::rules`]).
+
+mod match_rules;
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableFunctionImpl;
+
+use crate::rules::Rules;
+
+/// The table functions over an engine's rules, by name.
+pub fn table_functions(rules: &Rules) -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
+    vec![(
+        match_rules::NAME,
+        Arc::new(match_rules::MatchRules {
+            rules: rules.clone(),
+        }),
+    )]
+}
