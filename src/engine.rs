@@ -27,8 +27,8 @@ use crate::catalog::{
 };
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
-use crate::rules::{RuleStore, Rules};
 use crate::rewrite::compat::CompatParser;
+use crate::rules::{RuleStore, Rules};
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
 use crate::udf::bitmap::audiences::AudienceHandle;
@@ -208,11 +208,7 @@ impl Engine {
             "audiences".into(),
             Arc::new(crate::catalog::audiences::table(audiences.clone())),
         )?;
-        let rules = Rules::new(
-            RuleStore::new(&storage),
-            audiences.clone(),
-            &shared_context,
-        );
+        let rules = Rules::new(RuleStore::new(&storage), audiences.clone(), &shared_context);
         system.register_table(
             "rules".into(),
             Arc::new(crate::catalog::rules::RulesTable::new(rules.clone())),
@@ -430,8 +426,7 @@ impl Engine {
             }
             // martdb.rules takes its own writes (each statement one durable change).
             LogicalPlan::Dml(DmlStatement { ref table_name, .. })
-                if table_name.table() == "rules"
-                    && table_name.schema() == Some(SYSTEM_SCHEMA) =>
+                if table_name.table() == "rules" && table_name.schema() == Some(SYSTEM_SCHEMA) =>
             {
                 self.run_plan(plan).await
             }

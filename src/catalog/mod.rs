@@ -20,9 +20,9 @@ pub(crate) mod coupons;
 mod data_dir;
 pub(crate) mod id_dictionary;
 pub(crate) mod identity;
-pub(crate) mod rules;
 mod managed;
 pub(crate) mod pg_overlay;
+pub(crate) mod rules;
 mod system;
 
 pub(crate) use computed::ComputedExec;

@@ -10,7 +10,9 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+};
 use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -18,8 +20,8 @@ use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
@@ -62,14 +64,22 @@ fn rows_of(rules: &[Arc<Rule>]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(rules.iter().map(|r| f(r))))
     };
     let time = |f: &dyn Fn(&Rule) -> Option<i64>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter(rules.iter().map(|r| f(r))).with_timezone("UTC"))
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(rules.iter().map(|r| f(r))).with_timezone("UTC"),
+        )
     };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rules.iter().map(|r| r.id))),
         text(&|r| Some(r.name.clone())),
-        Arc::new(Int64Array::from_iter_values(rules.iter().map(|r| r.version))),
-        Arc::new(BooleanArray::from_iter(rules.iter().map(|r| Some(r.enabled)))),
-        Arc::new(Int32Array::from_iter_values(rules.iter().map(|r| r.priority))),
+        Arc::new(Int64Array::from_iter_values(
+            rules.iter().map(|r| r.version),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            rules.iter().map(|r| Some(r.enabled)),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rules.iter().map(|r| r.priority),
+        )),
         text(&|r| Some(r.group.clone())),
         text(&|r| Some(r.policy.as_str().into())),
         text(&|r| r.event_type.clone()),
@@ -92,7 +102,9 @@ fn rules_from(batch: &RecordBatch) -> Result<Vec<Rule>> {
     };
     let ids = col("id", &DataType::Int64)?;
     let ids = ids.as_primitive::<Int64Type>();
-    let text_col = |name: &str| -> Result<StringArray> { Ok(col(name, &DataType::Utf8)?.as_string::<i32>().clone()) };
+    let text_col = |name: &str| -> Result<StringArray> {
+        Ok(col(name, &DataType::Utf8)?.as_string::<i32>().clone())
+    };
     let (names, groups, policies, types, conditions, patterns, actions, params, caps) = (
         text_col("name")?,
         text_col("rule_group")?,
@@ -111,20 +123,26 @@ fn rules_from(batch: &RecordBatch) -> Result<Vec<Rule>> {
     let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
     let from = cast(&col("valid_from", &micros)?, &DataType::Int64)?;
     let until = cast(&col("valid_until", &micros)?, &DataType::Int64)?;
-    let (from, until) = (from.as_primitive::<Int64Type>(), until.as_primitive::<Int64Type>());
+    let (from, until) = (
+        from.as_primitive::<Int64Type>(),
+        until.as_primitive::<Int64Type>(),
+    );
     let get = |a: &StringArray, row: usize| (!a.is_null(row)).then(|| a.value(row).to_string());
     let mut out = Vec::new();
     for row in 0..batch.num_rows() {
         if ids.is_null(row) {
-            return Err(DataFusionError::Execution("a rule's id may not be NULL".into()));
+            return Err(DataFusionError::Execution(
+                "a rule's id may not be NULL".into(),
+            ));
         }
         let id = ids.value(row);
         let bad = |message: String| external(RuleError::BadRule { id, message });
-        let action = get(&actions, row).ok_or_else(|| {
-            bad("action is required: coupon, message, state or emit".into())
-        })?;
+        let action = get(&actions, row)
+            .ok_or_else(|| bad("action is required: coupon, message, state or emit".into()))?;
         let action = ActionKind::parse(&action).ok_or_else(|| {
-            bad(format!("action '{action}' is not one of coupon, message, state, emit"))
+            bad(format!(
+                "action '{action}' is not one of coupon, message, state, emit"
+            ))
         })?;
         let mut rule = Rule::new(id, action);
         if let Some(name) = get(&names, row) {
@@ -182,7 +200,11 @@ impl RulesTable {
     }
 
     /// The rows of the current rules where every filter is TRUE.
-    fn selected(&self, state: &dyn Session, filters: &[Expr]) -> Result<(RecordBatch, BooleanArray)> {
+    fn selected(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<(RecordBatch, BooleanArray)> {
         let batch = self.current()?;
         let schema = DFSchema::try_from(rules_schema())?;
         let mut mask = BooleanArray::from(vec![true; batch.num_rows()]);
@@ -198,9 +220,20 @@ impl RulesTable {
 }
 
 fn count_exec(rows: u64) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(vec![rows]))])?;
-    Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?)
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
+    )?;
+    Ok(MemorySourceConfig::try_new_exec(
+        &[vec![batch]],
+        schema,
+        None,
+    )?)
 }
 
 #[async_trait]
@@ -244,7 +277,11 @@ impl TableProvider for RulesTable {
         )))
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let (batch, mask) = self.selected(state, &filters)?;
         let ids = batch.column(0).as_primitive::<Int64Type>();
         let changes: Vec<Change> = (0..batch.num_rows())
@@ -281,7 +318,10 @@ impl TableProvider for RulesTable {
             &RecordBatch::try_new(rules_schema(), columns)?,
             &mask,
         )?;
-        let changes = rules_from(&updated)?.into_iter().map(Change::Update).collect();
+        let changes = rules_from(&updated)?
+            .into_iter()
+            .map(Change::Update)
+            .collect();
         count_exec(self.rules.change(changes).await.map_err(external)?)
     }
 }
@@ -304,11 +344,18 @@ impl DataSink for RulesSink {
         &self.schema
     }
 
-    async fn write_all(&self, data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let batches: Vec<RecordBatch> = data.try_collect().await?;
         let schema = batches.first().map_or_else(rules_schema, |b| b.schema());
         let batch = concat_batches(&schema, &batches)?;
-        let changes = rules_from(&batch)?.into_iter().map(Change::Insert).collect();
+        let changes = rules_from(&batch)?
+            .into_iter()
+            .map(Change::Insert)
+            .collect();
         self.rules.change(changes).await.map_err(external)
     }
 }

@@ -126,7 +126,8 @@ fn audience_atom(f: &ast::Function) -> Result<Condition, String> {
         return Err(usage());
     };
     match &value.value {
-        ast::Value::SingleQuotedString(name) | ast::Value::DollarQuotedString(ast::DollarQuotedString { value: name, .. }) => {
+        ast::Value::SingleQuotedString(name)
+        | ast::Value::DollarQuotedString(ast::DollarQuotedString { value: name, .. }) => {
             Ok(Condition::Atom(Atom::Audience(name.clone())))
         }
         _ => Err(usage()),
@@ -159,7 +160,13 @@ mod tests {
         let atoms: Vec<String> = c.atoms().into_iter().map(sql).collect();
         assert_eq!(
             atoms,
-            ["level > 5", "amount > 100", "audience vip", "city = 'x'", "age < 30"]
+            [
+                "level > 5",
+                "amount > 100",
+                "audience vip",
+                "city = 'x'",
+                "age < 30"
+            ]
         );
     }
 

@@ -14,8 +14,9 @@
 //! The batch matcher decides in event time. The event matcher decides caps and groups
 //! in arrival order, which is the same for events that arrive in time order; patterns
 //! are decided in event time by both (see [`super::pattern`]). Its state is bounded:
-//! per user and pattern it keeps the events of the pattern's horizon (at most
-//! [`MAX_EVENTS_PER_PARTITION`]), and the actions of the longest cap window.
+//! per user and pattern it keeps the events of the pattern's horizon plus
+//! [`ALLOWED_LATENESS_MICROS`] (at most [`MAX_EVENTS_PER_PARTITION`]), and the actions
+//! of the longest cap window as long.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -34,6 +35,11 @@ use super::pattern::{Found, PatternEvent};
 
 /// The most events the event matcher keeps per user and pattern.
 pub const MAX_EVENTS_PER_PARTITION: usize = 4096;
+
+/// How late (behind the latest event time seen) an event may arrive and still be
+/// matched against the events it belongs with: state is kept this much longer than
+/// patterns and caps need.
+pub const ALLOWED_LATENESS_MICROS: i64 = 3_600_000_000;
 
 /// One fired rule: the event (batch and row of the input), the rule (index into the
 /// set) and when it fired (the event's time, or a pattern's deadline).
@@ -160,7 +166,9 @@ impl<'a> BatchMatcher<'a> {
         ));
         let ts = set.timestamps(batch)?;
         if let Some(ts) = &ts {
-            self.watermark = self.watermark.max(ts.iter().copied().max().unwrap_or(i64::MIN));
+            self.watermark = self
+                .watermark
+                .max(ts.iter().copied().max().unwrap_or(i64::MIN));
         }
         let base = self.positions();
         let candidates = set.candidates(batch)?;
@@ -253,7 +261,11 @@ impl<'a> BatchMatcher<'a> {
                 .as_ref()
                 .expect("collected for patterns only");
             rows.sort_unstable_by(|a, b| {
-                (&a.partition, a.event.ts, a.event.order).cmp(&(&b.partition, b.event.ts, b.event.order))
+                (&a.partition, a.event.ts, a.event.order).cmp(&(
+                    &b.partition,
+                    b.event.ts,
+                    b.event.order,
+                ))
             });
             let mut found = Vec::new();
             let mut start = 0;
@@ -320,14 +332,22 @@ fn decide_in_order(set: &RuleSet, mut waiting: Vec<Waiting>) -> Vec<Fired> {
         (std::cmp::Reverse(r.priority), r.id)
     };
     waiting.sort_unstable_by(|a, b| {
-        (&a.user, a.fired.at, a.order, a.fired.batch, a.fired.row, rank(a.fired.rule)).cmp(&(
-            &b.user,
-            b.fired.at,
-            b.order,
-            b.fired.batch,
-            b.fired.row,
-            rank(b.fired.rule),
-        ))
+        (
+            &a.user,
+            a.fired.at,
+            a.order,
+            a.fired.batch,
+            a.fired.row,
+            rank(a.fired.rule),
+        )
+            .cmp(&(
+                &b.user,
+                b.fired.at,
+                b.order,
+                b.fired.batch,
+                b.fired.row,
+                rank(b.fired.rule),
+            ))
     });
     let mut out = Vec::new();
     let mut state = UserState::default();
@@ -410,7 +430,9 @@ fn output(
         let columns: Vec<ArrayRef> = vec![
             pick(|k| &k.0)?,
             pick(|k| &k.1)?,
-            Arc::new(Int64Array::from_iter_values(chunk.iter().map(|f| rule(f).id))),
+            Arc::new(Int64Array::from_iter_values(
+                chunk.iter().map(|f| rule(f).id),
+            )),
             Arc::new(Int64Array::from_iter_values(
                 chunk.iter().map(|f| rule(f).version),
             )),
@@ -426,20 +448,21 @@ fn output(
             Arc::new(StringArray::from_iter_values(
                 chunk.iter().map(|f| rule(f).params.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(
-                chunk
-                    .iter()
-                    .map(|f| set.channels[set.rules[f.rule as usize].channel].as_str()),
-            )),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|f| {
+                set.channels[set.rules[f.rule as usize].channel].as_str()
+            }))),
             Arc::new(
                 TimestampMicrosecondArray::from_iter(
-                    chunk.iter().map(|f| (has_ts && f.at != i64::MIN).then_some(f.at)),
+                    chunk
+                        .iter()
+                        .map(|f| (has_ts && f.at != i64::MIN).then_some(f.at)),
                 )
                 .with_timezone("UTC"),
             ),
         ];
         out.push(
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| RuleError::Engine(e.into()))?,
+            RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| RuleError::Engine(e.into()))?,
         );
     }
     Ok(out)
@@ -475,7 +498,9 @@ impl EventMatcher {
             .rules
             .iter()
             .map(|r| {
-                r.pattern.as_ref().map_or(0, |p| p.horizon_micros())
+                r.pattern
+                    .as_ref()
+                    .map_or(0, |p| p.horizon_micros())
                     .max(r.rule.cap.map_or(0, |c| c.window_micros))
             })
             .max()
@@ -488,7 +513,11 @@ impl EventMatcher {
             watermark: i64::MIN,
             arrivals: 0,
             pending: Vec::new(),
-            horizon,
+            horizon: if horizon == 0 {
+                0
+            } else {
+                horizon + ALLOWED_LATENESS_MICROS
+            },
         }
     }
 
@@ -513,8 +542,13 @@ impl EventMatcher {
             .into();
         let mut events = vec![event.clone()];
         let mut fired = Vec::new();
-        // Rules with no pattern.
-        for &rule in &candidates {
+        // Rules with no pattern, in the order the decisions take them: priority first.
+        let mut by_rank = candidates.clone();
+        by_rank.sort_unstable_by_key(|&r| {
+            let rule = &set.rules[r].rule;
+            (std::cmp::Reverse(rule.priority), rule.id)
+        });
+        for &rule in &by_rank {
             if set.rules[rule].pattern.is_some() {
                 continue;
             }
@@ -525,11 +559,12 @@ impl EventMatcher {
                 at: ts,
             };
             if !self.in_order[rule]
-                || self
-                    .users
-                    .entry(user.clone())
-                    .or_default()
-                    .decide(&set, (0, order as u32), rule as u32, ts)
+                || self.users.entry(user.clone()).or_default().decide(
+                    &set,
+                    (0, order as u32),
+                    rule as u32,
+                    ts,
+                )
             {
                 fired.push(f);
             }
@@ -540,7 +575,11 @@ impl EventMatcher {
         let types = cast(event.column(set.columns.event_type), &DataType::Utf8)
             .map_err(|e| RuleError::Engine(e.into()))?;
         let types = types.as_string::<i32>();
-        let event_type: Arc<str> = if types.is_null(0) { "".into() } else { types.value(0).into() };
+        let event_type: Arc<str> = if types.is_null(0) {
+            "".into()
+        } else {
+            types.value(0).into()
+        };
         let mut touched = Vec::new();
         for (rule, compiled) in set.rules.iter().enumerate() {
             let Some(pattern) = &compiled.pattern else {
@@ -562,7 +601,10 @@ impl EventMatcher {
                 });
             }
             let partition: Box<[u8]> = rows_of(&key_columns)?.row(0).as_ref().into();
-            let p = self.partitions.entry((rule as u32, partition.clone())).or_default();
+            let p = self
+                .partitions
+                .entry((rule as u32, partition.clone()))
+                .or_default();
             let e = PatternEvent {
                 ts,
                 order,
@@ -580,8 +622,9 @@ impl EventMatcher {
         }
         // Deadlines the watermark passed.
         let watermark = self.watermark;
-        let (due, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|(d, _, _)| watermark > *d);
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(d, _, _)| watermark > *d);
         self.pending = waiting;
         touched.extend(due.into_iter().map(|(_, r, p)| (r, p)));
         touched.sort_unstable();
@@ -591,7 +634,10 @@ impl EventMatcher {
             let Some(p) = self.partitions.get_mut(&(rule, partition.clone())) else {
                 continue;
             };
-            let pattern = set.rules[rule as usize].pattern.as_ref().expect("pattern rule");
+            let pattern = set.rules[rule as usize]
+                .pattern
+                .as_ref()
+                .expect("pattern rule");
             let evs: Vec<PatternEvent> = p.events.iter().map(|(e, _)| e.clone()).collect();
             found.clear();
             pattern.evaluate(&evs, watermark, &mut found);
@@ -602,10 +648,11 @@ impl EventMatcher {
                         if !p.reported.insert(e.order) {
                             continue;
                         }
-                        let user: Box<[u8]> = rows_of(&[batch.column(set.columns.user_id).clone()])?
-                            .row(0)
-                            .as_ref()
-                            .into();
+                        let user: Box<[u8]> =
+                            rows_of(&[batch.column(set.columns.user_id).clone()])?
+                                .row(0)
+                                .as_ref()
+                                .into();
                         let allowed = !self.in_order[rule as usize]
                             || self.users.entry(user).or_default().decide(
                                 &set,
@@ -626,7 +673,10 @@ impl EventMatcher {
                     Found::Pending { index, deadline } => {
                         let e = &p.events[index].0;
                         if !p.reported.contains(&e.order)
-                            && !self.pending.iter().any(|(d, r, q)| *d == deadline && *r == rule && *q == partition)
+                            && !self
+                                .pending
+                                .iter()
+                                .any(|(d, r, q)| *d == deadline && *r == rule && *q == partition)
                         {
                             self.pending.push((deadline, rule, partition.clone()));
                         }

@@ -198,7 +198,11 @@ impl Match {
                     action: ActionKind::parse(actions.value(row)).expect("stored kinds parse"),
                     params: params.value(row).to_string(),
                     channel: channels.value(row).to_string(),
-                    fired_at: if fired.is_null(row) { i64::MIN } else { v(&fired) },
+                    fired_at: if fired.is_null(row) {
+                        i64::MIN
+                    } else {
+                        v(&fired)
+                    },
                 });
             }
         }
@@ -377,14 +381,9 @@ impl Rules {
             Some((g, m)) if *g == generation => m.use_set(set),
             _ => *matcher = Some((generation, EventMatcher::new(set))),
         }
-        let rows = matcher
-            .as_mut()
-            .expect("set above")
-            .1
-            .match_event(&batch)?;
+        let rows = matcher.as_mut().expect("set above").1.match_event(&batch)?;
         Ok(Match::from_batches(&rows))
     }
-
 }
 
 /// How many matches each rule has in `batches` (rows of [`match_schema`]).

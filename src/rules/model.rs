@@ -118,7 +118,9 @@ impl FrequencyCap {
         let (count, window) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         if count == 0 {
-            return Err(format!("frequency cap '{text}': the count must be at least 1"));
+            return Err(format!(
+                "frequency cap '{text}': the count must be at least 1"
+            ));
         }
         Ok(FrequencyCap {
             count,
@@ -192,7 +194,11 @@ impl Rule {
     pub fn channel(&self) -> String {
         self.params_json()
             .ok()
-            .and_then(|p| p.get("channel").and_then(|c| c.as_str()).map(str::to_string))
+            .and_then(|p| {
+                p.get("channel")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| self.action.as_str().to_string())
     }
 

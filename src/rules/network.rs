@@ -168,7 +168,11 @@ impl Builder<'_> {
         self.nodes.len() - 1
     }
 
-    fn atom(&mut self, key: AtomKey, eval: impl FnOnce() -> Result<AtomEval, String>) -> Result<usize, String> {
+    fn atom(
+        &mut self,
+        key: AtomKey,
+        eval: impl FnOnce() -> Result<AtomEval, String>,
+    ) -> Result<usize, String> {
         if let Some(&id) = self.atom_ids.get(&key) {
             return Ok(id);
         }
@@ -293,8 +297,13 @@ impl RuleSet {
             };
             let node = match &rule.condition {
                 Some(text) => {
-                    let condition = Condition::parse(text).map_err(|e| bad(format!("condition: {e}")))?;
-                    if condition.atoms().iter().any(|a| matches!(a, Atom::Audience(_))) {
+                    let condition =
+                        Condition::parse(text).map_err(|e| bad(format!("condition: {e}")))?;
+                    if condition
+                        .atoms()
+                        .iter()
+                        .any(|a| matches!(a, Atom::Audience(_)))
+                    {
                         let user = &schema.fields()[columns.user_id];
                         if !user.data_type().is_integer() {
                             return Err(bad(format!(
@@ -303,7 +312,11 @@ impl RuleSet {
                             )));
                         }
                     }
-                    Some(builder.condition(&condition).map_err(|e| bad(format!("condition: {e}")))?)
+                    Some(
+                        builder
+                            .condition(&condition)
+                            .map_err(|e| bad(format!("condition: {e}")))?,
+                    )
                 }
                 None => None,
             };
@@ -391,8 +404,7 @@ impl RuleSet {
             if let Some(t) = t
                 && self.by_type.contains_key(t)
             {
-                type_masks.entry(t).or_insert_with(|| vec![0; words])[row / 64] |=
-                    1 << (row % 64);
+                type_masks.entry(t).or_insert_with(|| vec![0; words])[row / 64] |= 1 << (row % 64);
             }
         }
         let ts = self.timestamps(batch)?;
@@ -409,7 +421,8 @@ impl RuleSet {
                 Some(node) => &eval.node(node)?.t & of_type,
                 None => of_type.clone(),
             };
-            let windowed = compiled.rule.valid_from.is_some() || compiled.rule.valid_until.is_some();
+            let windowed =
+                compiled.rule.valid_from.is_some() || compiled.rule.valid_until.is_some();
             for row in selected.set_indices() {
                 if windowed && !within_validity(&compiled.rule, ts.as_deref(), row) {
                     continue;
@@ -481,7 +494,11 @@ impl RuleSet {
         Ok(out)
     }
 
-    fn atom_array(&self, atom: usize, batch: &RecordBatch) -> Result<Option<BooleanArray>, RuleError> {
+    fn atom_array(
+        &self,
+        atom: usize,
+        batch: &RecordBatch,
+    ) -> Result<Option<BooleanArray>, RuleError> {
         match &self.atoms[atom] {
             AtomEval::Sql(expr) => {
                 let value = expr
@@ -502,9 +519,7 @@ impl RuleSet {
                 Ok(Some(
                     users
                         .iter()
-                        .map(|u| {
-                            u.map(|u| u64::try_from(u).is_ok_and(|u| members.contains(u)))
-                        })
+                        .map(|u| u.map(|u| u64::try_from(u).is_ok_and(|u| members.contains(u))))
                         .collect(),
                 ))
             }

@@ -136,7 +136,10 @@ impl<'a> Words<'a> {
 
     fn name(&mut self, what: &str) -> Result<String, String> {
         let token = self.next(what)?;
-        if token.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+        if token
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        {
             Ok(token.to_string())
         } else {
             Err(format!("expected {what}, found '{token}'"))
@@ -156,11 +159,10 @@ impl Pattern {
             "times" => {
                 w.keyword("(")?;
                 let n = w.next("a count")?;
-                let times: u32 = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| format!("times({n}): the count must be a whole number >= 1"))?;
+                let times: u32 =
+                    n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("times({n}): the count must be a whole number >= 1")
+                    })?;
                 w.keyword(")")?;
                 let of = if w.is("of") {
                     w.keyword("of")?;
@@ -287,10 +289,7 @@ impl Pattern {
                     at: deadline,
                 }
             } else {
-                Found::Pending {
-                    index: i,
-                    deadline,
-                }
+                Found::Pending { index: i, deadline }
             }
         };
         match &self.shape {
@@ -354,10 +353,18 @@ pub struct PatternEvent {
 /// What a pattern found at one counted event (`index` into the partition's events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
-    Fired { index: usize, at: i64 },
-    Pending { index: usize, deadline: i64 },
+    Fired {
+        index: usize,
+        at: i64,
+    },
+    Pending {
+        index: usize,
+        deadline: i64,
+    },
     /// The positive part matched but the absent event came.
-    Cancelled { index: usize },
+    Cancelled {
+        index: usize,
+    },
 }
 
 #[cfg(test)]
@@ -413,17 +420,32 @@ mod tests {
 
     #[test]
     fn count_window_is_inclusive_at_exactly_the_duration() {
-        let at_30 = [ev(0, 1, "view", true), ev(10, 2, "view", true), ev(30, 3, "view", true)];
+        let at_30 = [
+            ev(0, 1, "view", true),
+            ev(10, 2, "view", true),
+            ev(30, 3, "view", true),
+        ];
         assert_eq!(
             run("times(3) within 30m", &at_30, 100),
-            [Found::Fired { index: 2, at: 30 * MIN }]
+            [Found::Fired {
+                index: 2,
+                at: 30 * MIN
+            }]
         );
-        let past_30 = [ev(0, 1, "view", true), ev(10, 2, "view", true), ev(30, 3, "view", true)];
+        let past_30 = [
+            ev(0, 1, "view", true),
+            ev(10, 2, "view", true),
+            ev(30, 3, "view", true),
+        ];
         let mut shifted = past_30.to_vec();
         shifted[2].ts += 1;
         assert_eq!(run("times(3) within 30m", &shifted, 100), []);
         // Uncounted events (condition false) do not count.
-        let mixed = [ev(0, 1, "view", true), ev(1, 2, "view", false), ev(2, 3, "view", true)];
+        let mixed = [
+            ev(0, 1, "view", true),
+            ev(1, 2, "view", false),
+            ev(2, 3, "view", true),
+        ];
         assert_eq!(run("times(3) within 30m", &mixed, 100), []);
     }
 
@@ -434,11 +456,17 @@ mod tests {
         // No order: pending until the watermark passes 5m + 30m.
         assert_eq!(
             run(p, &base, 35),
-            [Found::Pending { index: 1, deadline: 35 * MIN }]
+            [Found::Pending {
+                index: 1,
+                deadline: 35 * MIN
+            }]
         );
         assert_eq!(
             run(p, &base, 36),
-            [Found::Fired { index: 1, at: 35 * MIN }]
+            [Found::Fired {
+                index: 1,
+                at: 35 * MIN
+            }]
         );
         // An order exactly at the deadline follows; one just after does not.
         let mut with_order = base.clone();
@@ -452,20 +480,54 @@ mod tests {
             event_type: "order".into(),
             counted: false,
         });
-        assert_eq!(run(p, &late, 100), [Found::Fired { index: 1, at: 35 * MIN }]);
+        assert_eq!(
+            run(p, &late, 100),
+            [Found::Fired {
+                index: 1,
+                at: 35 * MIN
+            }]
+        );
         // An order before the trigger does not follow it.
-        let before = vec![ev(0, 1, "order", false), ev(1, 2, "view", true), ev(2, 3, "view", true)];
-        assert_eq!(run(p, &before, 100), [Found::Fired { index: 2, at: 32 * MIN }]);
+        let before = vec![
+            ev(0, 1, "order", false),
+            ev(1, 2, "view", true),
+            ev(2, 3, "view", true),
+        ];
+        assert_eq!(
+            run(p, &before, 100),
+            [Found::Fired {
+                index: 2,
+                at: 32 * MIN
+            }]
+        );
     }
 
     #[test]
     fn sequences_need_their_steps_in_order_within_the_window() {
         let p = "sequence(view, cart, order) within 1h";
-        let ok = [ev(0, 1, "view", false), ev(10, 2, "cart", false), ev(60, 3, "order", true)];
-        assert_eq!(run(p, &ok, 100), [Found::Fired { index: 2, at: 60 * MIN }]);
-        let wrong_order = [ev(0, 1, "cart", false), ev(10, 2, "view", false), ev(20, 3, "order", true)];
+        let ok = [
+            ev(0, 1, "view", false),
+            ev(10, 2, "cart", false),
+            ev(60, 3, "order", true),
+        ];
+        assert_eq!(
+            run(p, &ok, 100),
+            [Found::Fired {
+                index: 2,
+                at: 60 * MIN
+            }]
+        );
+        let wrong_order = [
+            ev(0, 1, "cart", false),
+            ev(10, 2, "view", false),
+            ev(20, 3, "order", true),
+        ];
         assert_eq!(run(p, &wrong_order, 100), []);
-        let too_long = [ev(0, 1, "view", false), ev(10, 2, "cart", false), ev(61, 3, "order", true)];
+        let too_long = [
+            ev(0, 1, "view", false),
+            ev(10, 2, "cart", false),
+            ev(61, 3, "order", true),
+        ];
         assert_eq!(run(p, &too_long, 100), []);
         // A later view restarts the chain from a later start.
         let restart = [
@@ -474,12 +536,22 @@ mod tests {
             ev(10, 3, "cart", false),
             ev(64, 4, "order", true),
         ];
-        assert_eq!(run(p, &restart, 100), [Found::Fired { index: 3, at: 64 * MIN }]);
+        assert_eq!(
+            run(p, &restart, 100),
+            [Found::Fired {
+                index: 3,
+                at: 64 * MIN
+            }]
+        );
         // A repeated step needs two events.
         let twice = "sequence(view, view) within 1h";
         assert_eq!(run(twice, &[ev(0, 1, "view", true)], 100), []);
         assert_eq!(
-            run(twice, &[ev(0, 1, "view", true), ev(1, 2, "view", true)], 100),
+            run(
+                twice,
+                &[ev(0, 1, "view", true), ev(1, 2, "view", true)],
+                100
+            ),
             [Found::Fired { index: 1, at: MIN }]
         );
     }

@@ -9,8 +9,8 @@ pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
 pub mod identity;
-pub mod rules;
 pub(crate) mod query;
+pub mod rules;
 pub mod system;
 
 use std::sync::Arc;

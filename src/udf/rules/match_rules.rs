@@ -10,11 +10,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
@@ -97,8 +97,14 @@ fn join_profiles(events: LogicalPlan, profiles: LogicalPlan) -> Result<LogicalPl
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    if profiles.schema().field_with_unqualified_name(USER_ID).is_err() {
-        return Err(bad_input("the profiles query must return a user_id column".into()));
+    if profiles
+        .schema()
+        .field_with_unqualified_name(USER_ID)
+        .is_err()
+    {
+        return Err(bad_input(
+            "the profiles query must return a user_id column".into(),
+        ));
     }
     let mut profile_select = vec![col(USER_ID).alias(KEY)];
     let mut extra = Vec::new();
@@ -112,7 +118,9 @@ fn join_profiles(events: LogicalPlan, profiles: LogicalPlan) -> Result<LogicalPl
         .project(profile_select)?
         .alias("__martdb_profiles")?
         .build()?;
-    let events = LogicalPlanBuilder::from(events).alias("__martdb_events")?.build()?;
+    let events = LogicalPlanBuilder::from(events)
+        .alias("__martdb_events")?
+        .build()?;
     let mut select: Vec<Expr> = event_columns
         .iter()
         .map(|c| col(format!("__martdb_events.{c}")).alias(c))
@@ -126,7 +134,10 @@ fn join_profiles(events: LogicalPlan, profiles: LogicalPlan) -> Result<LogicalPl
         .join(
             profiles,
             JoinType::Left,
-            (vec![format!("__martdb_events.{USER_ID}")], vec![format!("__martdb_profiles.{KEY}")]),
+            (
+                vec![format!("__martdb_events.{USER_ID}")],
+                vec![format!("__martdb_profiles.{KEY}")],
+            ),
             None,
         )?
         .project(select)?
@@ -222,11 +233,21 @@ impl ExecutionPlan for MatchExec {
         }))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
-            return Err(DataFusionError::Internal(format!("{NAME} has one partition")));
+            return Err(DataFusionError::Internal(format!(
+                "{NAME} has one partition"
+            )));
         }
-        let (rules, input, projection) = (self.rules.clone(), self.input.clone(), self.projection.clone());
+        let (rules, input, projection) = (
+            self.rules.clone(),
+            self.input.clone(),
+            self.projection.clone(),
+        );
         let run = async move {
             let mut events = execute_stream(input.clone(), context)?;
             let set = rules.compile(input.schema()).map_err(rule_error)?;
@@ -249,6 +270,9 @@ impl ExecutionPlan for MatchExec {
                 Err(e) => futures::stream::iter([Err(e)]).boxed(),
             })
             .flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.projected.clone(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.projected.clone(),
+            stream,
+        )))
     }
 }
