@@ -208,10 +208,19 @@ impl Engine {
             "audiences".into(),
             Arc::new(crate::catalog::audiences::table(audiences.clone())),
         )?;
-        let rules = Rules::new(RuleStore::new(&storage), audiences.clone(), &shared_context);
+        let rules = Rules::new(
+            RuleStore::new(&storage),
+            audiences.clone(),
+            coupons.clone(),
+            &shared_context,
+        );
         system.register_table(
             "rules".into(),
             Arc::new(crate::catalog::rules::RulesTable::new(rules.clone())),
+        )?;
+        system.register_table(
+            "rule_outbox".into(),
+            Arc::new(crate::catalog::rules::outbox(rules.clone())),
         )?;
         for (name, function) in crate::udf::rules::table_functions(&rules) {
             ctx.register_udtf(name, function);

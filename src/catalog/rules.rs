@@ -1,6 +1,7 @@
 //! `martdb.rules`: the rules as rows. `INSERT`, `UPDATE` and `DELETE` change them; each
 //! statement is one durable change (all rows or none), checked rule by rule, and each
-//! changed rule gets a new version.
+//! changed rule gets a new version. `martdb.rule_outbox`: the messages and state changes
+//! `apply_rules` queued.
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
 use super::computed::ComputedTable;
-use crate::rules::{ActionKind, Change, FrequencyCap, Policy, Rule, RuleError, Rules};
+use crate::rules::{ActionKind, Change, FrequencyCap, OutboxEntry, Policy, Rule, RuleError, Rules};
 
 fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -358,4 +359,47 @@ impl DataSink for RulesSink {
             .collect();
         self.rules.change(changes).await.map_err(external)
     }
+}
+
+/// `martdb.rule_outbox`: one row per queued message or state change.
+pub fn outbox(rules: Rules) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rule_id", DataType::Int64, false),
+        Field::new("rule_version", DataType::Int64, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("params", DataType::Utf8, false),
+        Field::new("fired_at", timestamp(), true),
+        Field::new("queued_at", timestamp(), false),
+    ]));
+    ComputedTable::new("rule_outbox", schema, move |schema| {
+        let entries = rules.outbox().map_err(external)?;
+        let text = |f: &dyn Fn(&OutboxEntry) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(entries.iter().map(f)))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                entries.iter().map(|e| e.rule_id),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                entries.iter().map(|e| e.rule_version),
+            )),
+            text(&|e| &e.event_id),
+            text(&|e| &e.user_id),
+            text(&|e| &e.kind),
+            text(&|e| &e.channel),
+            text(&|e| &e.params),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(entries.iter().map(|e| e.fired_at))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(entries.iter().map(|e| e.queued_at))
+                    .with_timezone("UTC"),
+            ),
+        ];
+        Ok(RecordBatch::try_new(schema, columns)?)
+    })
 }

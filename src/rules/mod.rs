@@ -10,7 +10,7 @@
 //! - [`pattern`]: counts and sequences within a time window, with absence.
 //! - [`matcher`]: from candidates to fired rules (patterns, groups, caps), for a whole
 //!   input or one event at a time.
-//! - [`store`]: the rules, durable in the state store.
+//! - [`store`]: the rules and the outbox, durable in the state store.
 //!
 //! Events are rows with at least `event_id`, `user_id` and `event_type`; `ts` (a
 //! timestamp) when a rule has a pattern, a cap or a validity window; any other column a
@@ -55,12 +55,13 @@ use datafusion::prelude::SessionContext;
 
 use crate::bitmap::Bitmap;
 use crate::bitmap::audiences::AudienceStore;
+use crate::coupons::{Coupons, ReserveRequest};
 use crate::storage::StorageError;
 
 pub use matcher::{BatchMatcher, EventMatcher, match_schema};
 pub use model::{ActionKind, FrequencyCap, Policy, Rule};
 pub use network::{AudienceSource, RuleSet};
-pub use store::{Change, RuleStore};
+pub use store::{Change, OutboxEntry, RuleStore};
 
 /// The table whose columns rules are checked against when they are stored (when it
 /// exists): the events rules usually match.
@@ -73,6 +74,9 @@ pub const PROFILES_TABLE: &str = "users";
 pub enum RuleError {
     #[error("rule {id}: {message}")]
     BadRule { id: i64, message: String },
+    /// A bad argument of a rules function.
+    #[error("{0}")]
+    Input(String),
     #[error("rule {id} exists (UPDATE martdb.rules to change it)")]
     Exists { id: i64 },
     #[error("rule {id} does not exist")]
@@ -93,7 +97,7 @@ impl RuleError {
     /// The SQLSTATE a client sees.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            RuleError::BadRule { .. } => "22023",
+            RuleError::BadRule { .. } | RuleError::Input(_) => "22023",
             RuleError::Exists { .. } => "23505",
             RuleError::NotFound { .. } => "42704",
             RuleError::EventColumn { .. } => "42703",
@@ -235,6 +239,8 @@ pub struct Rules {
     context: Weak<SessionContext>,
     /// Networks by (generation, schema): rebuilt when the rules change.
     compiled: Arc<Mutex<Vec<Compiled>>>,
+    /// Where coupon actions reserve.
+    coupons: Coupons,
     /// The single-event matcher and its state.
     events: Arc<Mutex<Option<(u64, EventMatcher)>>>,
 }
@@ -249,11 +255,13 @@ impl Rules {
     pub(crate) fn new(
         store: RuleStore,
         audiences: AudienceStore,
+        coupons: Coupons,
         context: &Arc<SessionContext>,
     ) -> Rules {
         Rules {
             store,
             audiences,
+            coupons,
             context: Arc::downgrade(context),
             compiled: Arc::default(),
             events: Arc::default(),
@@ -383,6 +391,139 @@ impl Rules {
         }
         let rows = matcher.as_mut().expect("set above").1.match_event(&batch)?;
         Ok(Match::from_batches(&rows))
+    }
+}
+
+impl Rules {
+    /// Carries out fired rules (rows of [`match_schema`]) and returns, per row, what
+    /// happened:
+    /// - `coupon`: reserves one coupon of `params.pool` for the user with the request
+    ///   key `rule:<rule_id>:<event_id>`, so the same rule and event reserve at most
+    ///   once; the outcome is the reservation's (`reserved`, `sold_out`, `user_limit`,
+    ///   ..., `duplicate:<first outcome>`), `no_such_pool` when the pool does not exist;
+    /// - `message` and `state`: queues an entry in the outbox (`martdb.rule_outbox`):
+    ///   `queued`, or `duplicate` when the same rule and event were queued before;
+    /// - `emit`: nothing to do: `emitted`.
+    ///
+    /// Every outcome is durable before this returns.
+    pub async fn apply(&self, matches: &[RecordBatch]) -> Result<Vec<String>, RuleError> {
+        let mut outcomes = Vec::new();
+        let mut outbox: Vec<(usize, OutboxEntry)> = Vec::new();
+        let mut coupons: HashMap<String, Vec<(usize, ReserveRequest)>> = HashMap::new();
+        let now = store::now_micros();
+        for batch in matches {
+            let text = |i: usize| -> Result<Vec<Option<String>>, RuleError> {
+                let a = datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8)
+                    .map_err(|e| RuleError::Engine(e.into()))?;
+                Ok(a.as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect())
+            };
+            let (events, users) = (text(0)?, text(1)?);
+            let ids = batch.column(2).as_primitive::<Int64Type>();
+            let versions = batch.column(3).as_primitive::<Int64Type>();
+            let (actions, params, channels) = (text(6)?, text(7)?, text(8)?);
+            let fired = datafusion::arrow::compute::cast(batch.column(9), &DataType::Int64)
+                .map_err(|e| RuleError::Engine(e.into()))?;
+            let fired = fired.as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                let at = outcomes.len();
+                outcomes.push(String::new());
+                let event = events[row].clone().unwrap_or_default();
+                let user = users[row].clone().unwrap_or_default();
+                let rule_id = ids.value(row);
+                let param = params[row].clone().unwrap_or_default();
+                match actions[row].as_deref().and_then(ActionKind::parse) {
+                    Some(ActionKind::Coupon) => {
+                        let pool = serde_json::from_str::<serde_json::Value>(&param)
+                            .ok()
+                            .and_then(|p| {
+                                p.get("pool").and_then(|v| v.as_str()).map(str::to_string)
+                            })
+                            .unwrap_or_default();
+                        coupons.entry(pool.clone()).or_default().push((
+                            at,
+                            ReserveRequest {
+                                pool,
+                                user_id: user,
+                                request_key: format!("rule:{rule_id}:{event}"),
+                            },
+                        ));
+                    }
+                    Some(kind @ (ActionKind::Message | ActionKind::State)) => outbox.push((
+                        at,
+                        OutboxEntry {
+                            rule_id,
+                            rule_version: versions.value(row),
+                            event_id: event,
+                            user_id: user,
+                            kind: kind.as_str().into(),
+                            channel: channels[row].clone().unwrap_or_default(),
+                            params: param,
+                            fired_at: (!fired.is_null(row)).then(|| fired.value(row)),
+                            queued_at: now,
+                        },
+                    )),
+                    _ => outcomes[at] = "emitted".into(),
+                }
+            }
+        }
+        let entries: Vec<OutboxEntry> = outbox.iter().map(|(_, e)| e.clone()).collect();
+        let store = self.store.clone();
+        let fresh = tokio::task::spawn_blocking(move || store.enqueue(&entries))
+            .await
+            .map_err(|e| RuleError::Damaged {
+                message: format!("queuing: {e}"),
+            })??;
+        for ((at, _), new) in outbox.iter().zip(fresh) {
+            outcomes[*at] = if new { "queued" } else { "duplicate" }.into();
+        }
+        let pools: Vec<String> = self
+            .coupons
+            .pools()
+            .map_err(|e| RuleError::Damaged {
+                message: format!("coupon pools: {e}"),
+            })?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        for (pool, requests) in coupons {
+            if !pools.contains(&pool) {
+                for (at, _) in &requests {
+                    outcomes[*at] = "no_such_pool".into();
+                }
+                continue;
+            }
+            let (slots, requests): (Vec<usize>, Vec<ReserveRequest>) = requests.into_iter().unzip();
+            match self.coupons.reserve_many_async(requests.clone()).await {
+                Ok(answers) => {
+                    for (at, answer) in slots.iter().zip(answers) {
+                        outcomes[*at] = answer.to_string();
+                    }
+                }
+                // One bad request (a key reused with another pool or user) fails the
+                // whole call: decide them one by one so the others still reserve.
+                Err(_) => {
+                    for (at, r) in slots.iter().zip(requests) {
+                        outcomes[*at] = match self
+                            .coupons
+                            .reserve_async(&r.pool, &r.user_id, &r.request_key)
+                            .await
+                        {
+                            Ok(answer) => answer.to_string(),
+                            Err(e) => format!("error: {e}"),
+                        };
+                    }
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Every queued outbox entry.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, RuleError> {
+        self.store.outbox()
     }
 }
 

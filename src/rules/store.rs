@@ -1,4 +1,4 @@
-//! Rules, kept durably in the state store.
+//! Rules and the outbox, kept durably in the state store.
 //!
 //! Invariants:
 //! - a change (any number of inserts, updates and deletes) is one redb transaction,
@@ -6,13 +6,16 @@
 //! - every version of every rule is kept (`rule_versions`), so a match that names a
 //!   rule version can always be looked up, and the current version is the highest;
 //! - the generation grows with every committed change; compiled networks remember the
-//!   generation they were built from and are rebuilt when it moves.
+//!   generation they were built from and are rebuilt when it moves;
+//! - an outbox entry is written once per (rule, event): writing it again answers that it
+//!   exists, so applying the same matches twice queues nothing twice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use super::RuleError;
 use super::model::Rule;
@@ -23,6 +26,7 @@ pub type RuleList = Arc<[Arc<Rule>]>;
 
 const RULES: TableDefinition<i64, &str> = TableDefinition::new("rules");
 const VERSIONS: TableDefinition<(i64, i64), &str> = TableDefinition::new("rule_versions");
+const OUTBOX: TableDefinition<(i64, &str), &str> = TableDefinition::new("rule_outbox");
 
 /// One change of the rules.
 #[derive(Debug, Clone)]
@@ -32,6 +36,24 @@ pub enum Change {
     /// A new version of an existing rule.
     Update(Rule),
     Delete(i64),
+}
+
+/// A queued action: a message to send or a state to move a user to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub rule_id: i64,
+    pub rule_version: i64,
+    /// The event's id as text: with the rule id, the key that makes queuing idempotent.
+    pub event_id: String,
+    pub user_id: String,
+    /// `message` or `state`.
+    pub kind: String,
+    pub channel: String,
+    pub params: String,
+    /// When the rule fired (the event's time or a pattern's deadline), microseconds.
+    pub fired_at: Option<i64>,
+    /// When it was queued, microseconds since the epoch.
+    pub queued_at: i64,
 }
 
 /// The rules of one database. Cheap to clone.
@@ -184,6 +206,55 @@ impl RuleStore {
         txn.commit().map_err(|e| self.store(e))?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(changes.len() as u64)
+    }
+
+    /// Queues `entries` in the outbox, in one durable transaction; for each, whether it
+    /// is new (false: the same rule and event were queued before, and nothing changed).
+    pub fn enqueue(&self, entries: &[OutboxEntry]) -> Result<Vec<bool>, RuleError> {
+        if entries.is_empty() {
+            return Ok(vec![]);
+        }
+        let storage = self.storage()?;
+        let txn = storage.kv().begin_write().map_err(|e| self.store(e))?;
+        let mut fresh = Vec::with_capacity(entries.len());
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.store(e))?;
+            for entry in entries {
+                let key = (entry.rule_id, entry.event_id.as_str());
+                if outbox.get(key).map_err(|e| self.store(e))?.is_some() {
+                    fresh.push(false);
+                    continue;
+                }
+                let json = serde_json::to_string(entry).expect("an outbox entry serializes");
+                outbox
+                    .insert(key, json.as_str())
+                    .map_err(|e| self.store(e))?;
+                fresh.push(true);
+            }
+        }
+        txn.commit().map_err(|e| self.store(e))?;
+        Ok(fresh)
+    }
+
+    /// Every queued action, by rule and event.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, RuleError> {
+        let storage = self.storage()?;
+        let txn = storage.kv().begin_read().map_err(|e| self.store(e))?;
+        let table = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(self.store(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.store(e))? {
+            let (_, json) = entry.map_err(|e| self.store(e))?;
+            out.push(
+                serde_json::from_str(json.value()).map_err(|e| RuleError::Damaged {
+                    message: format!("an outbox entry: {e}"),
+                })?,
+            );
+        }
+        Ok(out)
     }
 }
 

@@ -691,6 +691,7 @@ pub(crate) fn writing_function(plan: &LogicalPlan) -> Option<String> {
         if let LogicalPlan::TableScan(scan) = node
             && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
             && let Some(function) = crate::udf::identity::writing_table_function(&*provider)
+                .or_else(|| crate::udf::rules::writing_table_function(&*provider))
         {
             found = Some(function.to_string());
             return Ok(TreeNodeRecursion::Stop);

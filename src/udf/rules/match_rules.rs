@@ -1,12 +1,12 @@
 //! `match_rules(events [, profiles])`: every fired rule of the current rules over the
-//! rows of a query.
+//! rows of a query; `apply_rules(events [, profiles])`: the same, carried out.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -26,9 +26,10 @@ use crate::rules::{BatchMatcher, RuleError, Rules, match_schema};
 use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
 
 pub(super) const NAME: &str = "match_rules";
+pub(super) const APPLY: &str = "apply_rules";
 
 fn bad_input(message: String) -> DataFusionError {
-    DataFusionError::Plan(format!("{NAME}: {message}"))
+    rule_error(RuleError::Input(format!("{NAME}: {message}")))
 }
 
 fn rule_error(e: RuleError) -> DataFusionError {
@@ -38,6 +39,8 @@ fn rule_error(e: RuleError) -> DataFusionError {
 #[derive(Debug)]
 pub(super) struct MatchRules {
     pub rules: Rules,
+    /// Carry the actions out (`apply_rules`) rather than only report them.
+    pub apply: bool,
 }
 
 impl TableFunctionImpl for MatchRules {
@@ -56,7 +59,10 @@ impl TableFunctionImpl for MatchRules {
         };
         let state = session_state(args.session(), NAME)?;
         // The output's id columns take the query's types, so the query is planned now.
-        let plan = futures::executor::block_on(async {
+        // Planning is async and this call is not: it runs on a thread of its own (a
+        // nested call, match_rules over match_rules, gets another), driven by the
+        // runtime when there is one.
+        let planning = async {
             let events = plan_query(state, &events, NAME, "events", bad_input).await?;
             match profiles {
                 Some(p) => {
@@ -65,7 +71,17 @@ impl TableFunctionImpl for MatchRules {
                 }
                 None => Ok(events),
             }
-        })?;
+        };
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let plan = std::thread::scope(|scope| {
+            scope
+                .spawn(|| match runtime {
+                    Some(runtime) => runtime.block_on(planning),
+                    None => futures::executor::block_on(planning),
+                })
+                .join()
+        })
+        .map_err(|_| DataFusionError::Internal(format!("{NAME}: planning the query panicked")))??;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         for column in [EVENT_ID, USER_ID] {
             if schema.index_of(column).is_err() {
@@ -79,8 +95,18 @@ impl TableFunctionImpl for MatchRules {
             schema.field_with_name(EVENT_ID)?.data_type(),
             schema.field_with_name(USER_ID)?.data_type(),
         );
+        let output = match self.apply {
+            false => output,
+            true => {
+                let mut fields: Vec<Field> =
+                    output.fields().iter().map(|f| (**f).clone()).collect();
+                fields.push(Field::new("outcome", DataType::Utf8, false));
+                Arc::new(Schema::new(fields))
+            }
+        };
         Ok(Arc::new(MatchTable {
             rules: self.rules.clone(),
+            apply: self.apply,
             plan,
             output,
         }))
@@ -145,10 +171,17 @@ fn join_profiles(events: LogicalPlan, profiles: LogicalPlan) -> Result<LogicalPl
 }
 
 #[derive(Debug)]
-struct MatchTable {
+pub(super) struct MatchTable {
     rules: Rules,
+    apply: bool,
     plan: LogicalPlan,
     output: SchemaRef,
+}
+
+impl MatchTable {
+    pub(super) fn applies(&self) -> bool {
+        self.apply
+    }
 }
 
 #[async_trait]
@@ -172,6 +205,8 @@ impl TableProvider for MatchTable {
         let (projected, properties) = output_properties(&self.output, projection)?;
         Ok(Arc::new(MatchExec {
             rules: self.rules.clone(),
+            apply: self.apply,
+            output: self.output.clone(),
             input,
             projection: projection.cloned(),
             projected,
@@ -182,6 +217,8 @@ impl TableProvider for MatchTable {
 
 struct MatchExec {
     rules: Rules,
+    apply: bool,
+    output: SchemaRef,
     input: Arc<dyn ExecutionPlan>,
     projection: Option<Vec<usize>>,
     projected: SchemaRef,
@@ -226,6 +263,8 @@ impl ExecutionPlan for MatchExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(MatchExec {
             rules: self.rules.clone(),
+            apply: self.apply,
+            output: self.output.clone(),
             input: children.into_iter().next().expect("one child"),
             projection: self.projection.clone(),
             projected: self.projected.clone(),
@@ -248,6 +287,7 @@ impl ExecutionPlan for MatchExec {
             self.input.clone(),
             self.projection.clone(),
         );
+        let (apply, output) = (self.apply, self.output.clone());
         let run = async move {
             let mut events = execute_stream(input.clone(), context)?;
             let set = rules.compile(input.schema()).map_err(rule_error)?;
@@ -255,7 +295,21 @@ impl ExecutionPlan for MatchExec {
             while let Some(batch) = events.next().await {
                 matcher.add(&batch?).map_err(rule_error)?;
             }
-            let batches = matcher.finish().map_err(rule_error)?;
+            let mut batches = matcher.finish().map_err(rule_error)?;
+            if apply {
+                let outcomes = rules.apply(&batches).await.map_err(rule_error)?;
+                let mut outcomes = outcomes.into_iter();
+                batches = batches
+                    .into_iter()
+                    .map(|b| {
+                        let mut columns = b.columns().to_vec();
+                        columns.push(Arc::new(StringArray::from_iter_values(
+                            outcomes.by_ref().take(b.num_rows()),
+                        )));
+                        RecordBatch::try_new(output.clone(), columns)
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+            }
             batches
                 .into_iter()
                 .map(|b| match &projection {

@@ -24,6 +24,17 @@
 //! whose condition does not fit the query's columns (the message names the rule), 42703
 //! for a missing `event_id`, `user_id`, `event_type` or `ts`.
 //!
+//! # `apply_rules(events [, profiles])`
+//!
+//! Matches as `match_rules` does, then carries the actions out and adds an `outcome`
+//! column ([`crate::rules::Rules::apply`]): a `coupon` action reserves a coupon of
+//! `action_params.pool` with the request key `rule:<rule_id>:<event_id>` (idempotent:
+//! applying the same events again answers `duplicate:<first outcome>`); `message` and
+//! `state` actions are queued once per rule and event in `martdb.rule_outbox`
+//! (`queued`, then `duplicate`); `emit` only reports (`emitted`). It changes state: a
+//! read-only session may not call it (SQLSTATE 25006). Caps are decided over the input
+//! of one call: a later call does not see the actions of an earlier one.
+//!
 //! Rules are rows of `martdb.rules`: `INSERT`, `UPDATE` and `DELETE` change them (see
 //! [`crate::catalog::rules`]).
 
@@ -31,16 +42,34 @@ mod match_rules;
 
 use std::sync::Arc;
 
-use datafusion::catalog::TableFunctionImpl;
+use datafusion::catalog::{TableFunctionImpl, TableProvider};
 
 use crate::rules::Rules;
 
 /// The table functions over an engine's rules, by name.
 pub fn table_functions(rules: &Rules) -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    vec![(
-        match_rules::NAME,
-        Arc::new(match_rules::MatchRules {
-            rules: rules.clone(),
-        }),
-    )]
+    vec![
+        (
+            match_rules::NAME,
+            Arc::new(match_rules::MatchRules {
+                rules: rules.clone(),
+                apply: false,
+            }),
+        ),
+        (
+            match_rules::APPLY,
+            Arc::new(match_rules::MatchRules {
+                rules: rules.clone(),
+                apply: true,
+            }),
+        ),
+    ]
+}
+
+/// The name of the state-changing table function `provider` is a call of, if it is one.
+pub(crate) fn writing_table_function(provider: &dyn TableProvider) -> Option<&'static str> {
+    provider
+        .downcast_ref::<match_rules::MatchTable>()
+        .filter(|t| t.applies())
+        .map(|_| match_rules::APPLY)
 }
