@@ -8,6 +8,7 @@ mod coupons;
 mod differential;
 mod identity;
 mod prepared;
+mod rules;
 mod server;
 mod slt;
 mod stats_differential;

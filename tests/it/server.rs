@@ -7,7 +7,7 @@ use martdb::Engine;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::SimpleQueryMessage;
 
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -15,7 +15,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         Self::start_with(martdb::server::ServerOptions::default()).await
     }
 
@@ -40,7 +40,7 @@ impl Server {
         }
     }
 
-    async fn client(&self) -> tokio_postgres::Client {
+    pub(crate) async fn client(&self) -> tokio_postgres::Client {
         let config = format!(
             "host={} port={} user=analyst dbname=martdb",
             self.addr.ip(),
@@ -53,7 +53,7 @@ impl Server {
         client
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         self.task.await.unwrap();
     }
