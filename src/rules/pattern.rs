@@ -4,6 +4,7 @@
 //! ```text
 //! times(3) of view with same category within 30m and not followed by order
 //! sequence(view, cart) within 1h and not followed by order within 2h
+//! not followed by order within 2h
 //! ```
 //!
 //! Semantics, per user (and per value of the `with same` columns, which every event of
@@ -21,6 +22,8 @@
 //!   has its time in `[e.ts, e.ts + W]` (an `A` at the same instant follows; one at
 //!   exactly `e.ts + W` does too). The match fires at `e.ts + W`, once the input has
 //!   shown an event later than that (the watermark): before, it is pending.
+//! - `not followed by A within W` alone is the absence after any counted event
+//!   (`times(1)` with nothing more to count).
 //!
 //! A match is a pure function of the set of events and the watermark, so the order in
 //! which events arrive does not change which matches exist; the incremental matcher
@@ -55,6 +58,16 @@ pub struct Absence {
 
 impl std::fmt::Display for Pattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Shape::Count { times: 1, of: None }, 0, Some(a)) =
+            (&self.shape, self.within_micros, &self.absent)
+        {
+            return write!(
+                f,
+                "not followed by {} within {}",
+                a.event_type,
+                format_duration(a.within_micros)
+            );
+        }
         match &self.shape {
             Shape::Count { times, of } => {
                 write!(f, "times({times})")?;
@@ -154,7 +167,21 @@ impl<'a> Words<'a> {
 impl Pattern {
     pub fn parse(text: &str) -> Result<Pattern, String> {
         let mut w = Words::new(text);
-        let head = w.next("times(N) or sequence(...)")?.to_ascii_lowercase();
+        if w.is("not") {
+            let absent = Self::absence(&mut w, None)?;
+            if let Some(extra) = w.peek() {
+                return Err(format!("unexpected '{extra}' at the end of the pattern"));
+            }
+            return Ok(Pattern {
+                shape: Shape::Count { times: 1, of: None },
+                same: Vec::new(),
+                within_micros: 0,
+                absent: Some(absent),
+            });
+        }
+        let head = w
+            .next("times(N), sequence(...) or not followed by")?
+            .to_ascii_lowercase();
         let shape = match head.as_str() {
             "times" => {
                 w.keyword("(")?;
@@ -202,20 +229,7 @@ impl Pattern {
         let within_micros = w.duration()?;
         let absent = if w.is("and") {
             w.keyword("and")?;
-            w.keyword("not")?;
-            w.keyword("followed")?;
-            w.keyword("by")?;
-            let event_type = w.name("an event type")?;
-            let within = if w.is("within") {
-                w.keyword("within")?;
-                w.duration()?
-            } else {
-                within_micros
-            };
-            Some(Absence {
-                event_type,
-                within_micros: within,
-            })
+            Some(Self::absence(&mut w, Some(within_micros))?)
         } else {
             None
         };
@@ -227,6 +241,24 @@ impl Pattern {
             same,
             within_micros,
             absent,
+        })
+    }
+
+    /// `not followed by T [within W]` (W is required without a default).
+    fn absence(w: &mut Words, default: Option<i64>) -> Result<Absence, String> {
+        w.keyword("not")?;
+        w.keyword("followed")?;
+        w.keyword("by")?;
+        let event_type = w.name("an event type")?;
+        let within_micros = if w.is("within") || default.is_none() {
+            w.keyword("within")?;
+            w.duration()?
+        } else {
+            default.expect("checked")
+        };
+        Ok(Absence {
+            event_type,
+            within_micros,
         })
     }
 
@@ -402,6 +434,10 @@ mod tests {
         );
         assert_eq!(p.trigger_type(), Some("view"));
         assert_eq!(p.other_types(), ["order"]);
+        let alone = Pattern::parse("not followed by order within 2h").unwrap();
+        assert_eq!(alone.to_string(), "not followed by order within 2h");
+        assert_eq!(alone.other_types(), ["order"]);
+        assert!(Pattern::parse("not followed by order").is_err());
         let s = Pattern::parse("sequence(view, cart, order) within 1h").unwrap();
         assert_eq!(s.trigger_type(), Some("order"));
         assert_eq!(s.other_types(), ["cart", "view"]);
@@ -486,6 +522,21 @@ mod tests {
                 index: 1,
                 at: 35 * MIN
             }]
+        );
+        // Absence alone: after every counted event.
+        let alone = "not followed by order within 30m";
+        assert_eq!(
+            run(alone, &base, 100),
+            [
+                Found::Fired {
+                    index: 0,
+                    at: 30 * MIN
+                },
+                Found::Fired {
+                    index: 1,
+                    at: 35 * MIN
+                }
+            ]
         );
         // An order before the trigger does not follow it.
         let before = vec![
