@@ -100,14 +100,30 @@ pub struct BatchMatcher<'a> {
     pending: usize,
 }
 
-fn order_key(set: &RuleSet, batch: &RecordBatch, row: usize, position: i64) -> i64 {
-    let ids = batch.column(set.columns.event_id);
-    if ids.data_type().is_integer() && ids.is_valid(row) {
-        cast(&ids.slice(row, 1), &DataType::Int64)
-            .ok()
-            .map_or(position, |a| a.as_primitive::<Int64Type>().value(0))
-    } else {
-        position
+/// What orders events of the same time: the event id when it is an integer, else the
+/// input position (`base` is the position of the batch's first row).
+struct Orders {
+    ids: Option<Int64Array>,
+    base: i64,
+}
+
+impl Orders {
+    fn of(set: &RuleSet, batch: &RecordBatch, base: i64) -> Orders {
+        let ids = batch.column(set.columns.event_id);
+        let ids = ids
+            .data_type()
+            .is_integer()
+            .then(|| cast(ids, &DataType::Int64).ok())
+            .flatten()
+            .map(|a| a.as_primitive::<Int64Type>().clone());
+        Orders { ids, base }
+    }
+
+    fn key(&self, row: usize) -> i64 {
+        match &self.ids {
+            Some(ids) if ids.is_valid(row) => ids.value(row),
+            _ => self.base + row as i64,
+        }
     }
 }
 
@@ -170,7 +186,7 @@ impl<'a> BatchMatcher<'a> {
                 .watermark
                 .max(ts.iter().copied().max().unwrap_or(i64::MIN));
         }
-        let base = self.positions();
+        let orders = Orders::of(set, batch, self.positions());
         let candidates = set.candidates(batch)?;
         let mut users = None;
         let mut counted: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -193,7 +209,7 @@ impl<'a> BatchMatcher<'a> {
                 };
                 self.waiting.push(Waiting {
                     user: users.row(row as usize).as_ref().into(),
-                    order: order_key(set, batch, row as usize, base + row as i64),
+                    order: orders.key(row as usize),
                     fired,
                 });
             } else {
@@ -234,7 +250,7 @@ impl<'a> BatchMatcher<'a> {
                     partition: keys.row(row).as_ref().into(),
                     event: PatternEvent {
                         ts: time,
-                        order: order_key(set, batch, row, base + row as i64),
+                        order: orders.key(row),
                         event_type,
                         counted: is_counted,
                     },
@@ -535,7 +551,7 @@ impl EventMatcher {
         let candidates = set.candidates_of_one(event)?;
         let ts = set.timestamps(event)?.map_or(i64::MIN, |t| t[0]);
         self.arrivals += 1;
-        let order = order_key(&set, event, 0, self.arrivals);
+        let order = Orders::of(&set, event, self.arrivals).key(0);
         let user: Box<[u8]> = rows_of(&[event.column(set.columns.user_id).clone()])?
             .row(0)
             .as_ref()
