@@ -46,6 +46,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
@@ -224,10 +225,23 @@ impl AudienceSource for AudienceStore {
             }),
         }
     }
+
+    fn version(&self, name: &str) -> Result<Option<i64>, RuleError> {
+        self.info(name)
+            .map(|info| info.map(|i| i.refreshed_at_micros))
+            .map_err(|e| RuleError::Damaged {
+                message: format!("audience '{name}': {e}"),
+            })
+    }
 }
 
-/// A network and what it was compiled from: (rules generation, event schema, set).
-type Compiled = (u64, SchemaRef, Arc<RuleSet>);
+/// A network and what it was compiled from: (rules generation, event schema, set), and
+/// when its audiences were last found current.
+type Compiled = (u64, SchemaRef, Arc<RuleSet>, Instant);
+
+/// How stale the audiences of a network may be for single events: they are checked at
+/// most this often (a batch checks them every time).
+const AUDIENCE_CHECK: Duration = Duration::from_secs(1);
 
 /// The rules of an engine: store, compile, match. Cheap to clone.
 #[derive(Clone)]
@@ -351,13 +365,24 @@ impl Rules {
         missing: network::Missing,
     ) -> Result<Arc<RuleSet>, RuleError> {
         let generation = self.store.generation();
+        // A batch sees every audience as it is now; single events may lag a second.
+        let fresh_for = match missing {
+            network::Missing::Error => Duration::ZERO,
+            network::Missing::Null => AUDIENCE_CHECK,
+        };
         {
-            let compiled = self.compiled.lock().expect("compiled rules lock");
-            if let Some((_, _, set)) = compiled
-                .iter()
-                .find(|(g, s, _)| *g == generation && **s == *schema)
+            let mut compiled = self.compiled.lock().expect("compiled rules lock");
+            if let Some((_, _, set, checked)) = compiled
+                .iter_mut()
+                .find(|(g, s, _, _)| *g == generation && **s == *schema)
             {
-                return Ok(set.clone());
+                if checked.elapsed() < fresh_for {
+                    return Ok(set.clone());
+                }
+                if set.audiences_current(&self.audiences)? {
+                    *checked = Instant::now();
+                    return Ok(set.clone());
+                }
             }
         }
         let rules = self.store.rules()?;
@@ -370,8 +395,8 @@ impl Rules {
             missing,
         )?);
         let mut compiled = self.compiled.lock().expect("compiled rules lock");
-        compiled.retain(|(g, _, _)| *g == generation);
-        compiled.push((generation, schema, set.clone()));
+        compiled.retain(|(g, s, _, _)| *g == generation && **s != *schema);
+        compiled.push((generation, schema, set.clone(), Instant::now()));
         Ok(set)
     }
 

@@ -47,6 +47,10 @@ pub const TS: &str = "ts";
 pub trait AudienceSource {
     /// The members of the saved audience `name` (an unknown audience has none).
     fn members(&self, name: &str) -> Result<Arc<Bitmap>, RuleError>;
+
+    /// What changes when the audience's members change (its refresh time); None when
+    /// there is no such audience.
+    fn version(&self, name: &str) -> Result<Option<i64>, RuleError>;
 }
 
 /// A rule in the network.
@@ -97,6 +101,8 @@ pub struct RuleSet {
     /// Rules that look at every event type.
     any_type: Vec<usize>,
     pub(crate) channels: Vec<String>,
+    /// The audiences the conditions read, with their versions when compiled.
+    audiences: Vec<(String, Option<i64>)>,
     pub(crate) schema: SchemaRef,
     pub(crate) columns: EventColumns,
 }
@@ -149,6 +155,7 @@ struct Builder<'a> {
     atom_ids: HashMap<AtomKey, usize>,
     nodes: Vec<Node>,
     node_ids: HashMap<Node, usize>,
+    audience_versions: Vec<(String, Option<i64>)>,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -184,6 +191,10 @@ impl Builder<'_> {
     fn condition(&mut self, c: &Condition) -> Result<usize, String> {
         let node = match c {
             Condition::Atom(Atom::Audience(name)) => {
+                if !self.audience_versions.iter().any(|(n, _)| n == name) {
+                    let version = self.audiences.version(name).map_err(|e| e.to_string())?;
+                    self.audience_versions.push((name.clone(), version));
+                }
                 let members = self.audiences.members(name).map_err(|e| e.to_string())?;
                 Node::Atom(self.atom(AtomKey::Audience(name.clone()), || {
                     Ok(AtomEval::Audience(members))
@@ -287,6 +298,7 @@ impl RuleSet {
             atom_ids: HashMap::new(),
             nodes: Vec::new(),
             node_ids: HashMap::new(),
+            audience_versions: Vec::new(),
         };
         let mut compiled = Vec::new();
         let mut channels: Vec<String> = Vec::new();
@@ -371,6 +383,7 @@ impl RuleSet {
             by_type,
             any_type,
             channels,
+            audiences: builder.audience_versions,
             schema,
             columns,
         })
@@ -379,6 +392,17 @@ impl RuleSet {
     /// The compiled rules.
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().map(|c| c.rule.as_ref())
+    }
+
+    /// Whether every audience the conditions read is as it was when this set was
+    /// compiled (a refreshed audience needs a new set).
+    pub fn audiences_current(&self, source: &dyn AudienceSource) -> Result<bool, RuleError> {
+        for (name, version) in &self.audiences {
+            if source.version(name)? != *version {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// How many distinct atomic predicates the rules' conditions have.

@@ -22,6 +22,10 @@ impl AudienceSource for NoAudiences {
     fn members(&self, _name: &str) -> Result<Arc<Bitmap>, RuleError> {
         Ok(Arc::new(Bitmap::from_values([2, 4, 6])))
     }
+
+    fn version(&self, _name: &str) -> Result<Option<i64>, RuleError> {
+        Ok(Some(1))
+    }
 }
 
 const TYPES: [&str; 3] = ["view", "cart", "order"];
