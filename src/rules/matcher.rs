@@ -11,6 +11,10 @@
 //! this time (every fired action on the channel counts, capped rule or not). A rule
 //! that does not fire leaves the event to the next rule of its group.
 //!
+//! Caps also count the actions taken before the input ([`BatchMatcher::taken_before`]:
+//! the outbox of earlier `apply_rules` runs); a match of a rule and event that already
+//! took its action is that action again, not a new one.
+//!
 //! The batch matcher decides in event time. The event matcher decides caps and groups
 //! in arrival order, which is the same for events that arrive in time order; patterns
 //! are decided in event time by both (see [`super::pattern`]). Its state is bounded:
@@ -98,6 +102,18 @@ pub struct BatchMatcher<'a> {
     in_order: Vec<bool>,
     watermark: i64,
     pending: usize,
+    /// Actions taken before this input, per user (row-encoded user id): what caps count.
+    history: HashMap<Box<[u8]>, Vec<Taken>>,
+}
+
+/// An action taken before: its channel, when, and by which rule for which event (a
+/// match of the same rule and event again is that action, not another one).
+#[derive(Debug, Clone)]
+struct Taken {
+    channel: usize,
+    at: i64,
+    rule_id: i64,
+    event_id: String,
 }
 
 /// What orders events of the same time: the event id when it is an integer, else the
@@ -168,7 +184,51 @@ impl<'a> BatchMatcher<'a> {
             in_order: decided_in_order(set),
             watermark: i64::MIN,
             pending: 0,
+            history: HashMap::new(),
         }
+    }
+
+    /// Actions taken before this input (by earlier runs), which frequency caps count:
+    /// `(user_id, channel, at, rule_id, event_id)`, user ids as text. Channels no rule
+    /// uses are ignored.
+    pub fn taken_before(
+        &mut self,
+        actions: impl IntoIterator<Item = (String, String, i64, i64, String)>,
+    ) -> Result<(), RuleError> {
+        let mut taken: Vec<(String, Taken)> = Vec::new();
+        for (user, channel, at, rule_id, event_id) in actions {
+            if let Some(channel) = self.set.channels.iter().position(|c| *c == channel) {
+                taken.push((
+                    user,
+                    Taken {
+                        channel,
+                        at,
+                        rule_id,
+                        event_id,
+                    },
+                ));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(());
+        }
+        // Users encoded as the events' user column is, so that they compare as bytes.
+        let user_type = self
+            .set
+            .schema
+            .field(self.set.columns.user_id)
+            .data_type()
+            .clone();
+        let users: ArrayRef = Arc::new(StringArray::from_iter_values(taken.iter().map(|(u, _)| u)));
+        let users = cast(&users, &user_type).map_err(|e| RuleError::Engine(e.into()))?;
+        let rows = rows_of(&[users])?;
+        for (i, (_, t)) in taken.into_iter().enumerate() {
+            self.history
+                .entry(rows.row(i).as_ref().into())
+                .or_default()
+                .push(t);
+        }
+        Ok(())
     }
 
     /// Matches one batch of events (its schema is the set's).
@@ -330,7 +390,12 @@ impl<'a> BatchMatcher<'a> {
             }
         }
         let mut fired = std::mem::take(&mut self.direct);
-        fired.extend(decide_in_order(set, std::mem::take(&mut self.waiting)));
+        fired.extend(decide_in_order(
+            set,
+            std::mem::take(&mut self.waiting),
+            &self.history,
+            &self.keys,
+        )?);
         fired.sort_unstable_by_key(|f| (f.batch, f.row, f.rule, f.at));
         output(set, &self.keys, &fired)
     }
@@ -342,7 +407,12 @@ impl<'a> BatchMatcher<'a> {
 }
 
 /// The ordered decision over all waiting candidates (module docs).
-fn decide_in_order(set: &RuleSet, mut waiting: Vec<Waiting>) -> Vec<Fired> {
+fn decide_in_order(
+    set: &RuleSet,
+    mut waiting: Vec<Waiting>,
+    history: &HashMap<Box<[u8]>, Vec<Taken>>,
+    keys: &[(ArrayRef, ArrayRef)],
+) -> Result<Vec<Fired>, RuleError> {
     let rank = |rule: u32| {
         let r = &set.rules[rule as usize].rule;
         (std::cmp::Reverse(r.priority), r.id)
@@ -368,16 +438,39 @@ fn decide_in_order(set: &RuleSet, mut waiting: Vec<Waiting>) -> Vec<Fired> {
     let mut out = Vec::new();
     let mut state = UserState::default();
     let mut user: Option<&[u8]> = None;
+    let mut before: &[Taken] = &[];
     for w in &waiting {
         if user != Some(&w.user) {
             state = UserState::default();
             user = Some(&w.user);
+            before = history.get(&w.user).map_or(&[], Vec::as_slice);
+            let mut taken: Vec<&Taken> = before.iter().collect();
+            taken.sort_by_key(|t| t.at);
+            for t in taken {
+                state.actions.entry(t.channel).or_default().push_back(t.at);
+            }
+        }
+        let rule_id = set.rules[w.fired.rule as usize].rule.id;
+        if !before.is_empty() {
+            // The same rule and event again: the action it took before, already counted.
+            let event_id = datafusion::arrow::util::display::array_value_to_string(
+                &keys[w.fired.batch as usize].0,
+                w.fired.row as usize,
+            )
+            .map_err(|e| RuleError::Engine(e.into()))?;
+            if before
+                .iter()
+                .any(|t| t.rule_id == rule_id && t.event_id == event_id)
+            {
+                out.push(w.fired);
+                continue;
+            }
         }
         if state.decide(set, (w.fired.batch, w.fired.row), w.fired.rule, w.fired.at) {
             out.push(w.fired);
         }
     }
-    out
+    Ok(out)
 }
 
 /// One user's recent actions per channel and the groups that fired per event.

@@ -292,6 +292,21 @@ impl ExecutionPlan for MatchExec {
             let mut events = execute_stream(input.clone(), context)?;
             let set = rules.compile(input.schema()).map_err(rule_error)?;
             let mut matcher = BatchMatcher::new(&set);
+            // Caps count what earlier apply_rules runs queued.
+            if set.rules().any(|r| r.cap.is_some()) {
+                let outbox = rules.outbox().map_err(rule_error)?;
+                matcher
+                    .taken_before(outbox.into_iter().map(|e| {
+                        (
+                            e.user_id,
+                            e.channel,
+                            e.fired_at.unwrap_or(e.queued_at),
+                            e.rule_id,
+                            e.event_id,
+                        )
+                    }))
+                    .map_err(rule_error)?;
+            }
             while let Some(batch) = events.next().await {
                 matcher.add(&batch?).map_err(rule_error)?;
             }

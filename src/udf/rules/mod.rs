@@ -19,8 +19,8 @@
 //! Returns one row per fired rule: `event_id`, `user_id` (typed as in the query),
 //! `rule_id bigint, rule_version bigint, rule_name text, rule_group text, action text,
 //! action_params text, channel text, fired_at timestamptz`, in event order. It runs the
-//! current enabled rules of `martdb.rules` and changes nothing: the caps and patterns it
-//! decides start from no state, over this input alone. Errors: SQLSTATE 22023 for a rule
+//! current enabled rules of `martdb.rules` and changes nothing; patterns see this input
+//! alone. Errors: SQLSTATE 22023 for a rule
 //! whose condition does not fit the query's columns (the message names the rule), 42703
 //! for a missing `event_id`, `user_id`, `event_type` or `ts`.
 //!
@@ -32,8 +32,10 @@
 //! applying the same events again answers `duplicate:<first outcome>`); `message` and
 //! `state` actions are queued once per rule and event in `martdb.rule_outbox`
 //! (`queued`, then `duplicate`); `emit` only reports (`emitted`). It changes state: a
-//! read-only session may not call it (SQLSTATE 25006). Caps are decided over the input
-//! of one call: a later call does not see the actions of an earlier one.
+//! read-only session may not call it (SQLSTATE 25006).
+//!
+//! Frequency caps of both functions count the messages and state changes already in
+//! the outbox: an `apply_rules` every ten minutes does not message a user twice a day.
 //!
 //! Rules are rows of `martdb.rules`: `INSERT`, `UPDATE` and `DELETE` change them (see
 //! [`crate::catalog::rules`]).
