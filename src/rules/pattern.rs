@@ -250,11 +250,12 @@ impl Pattern {
         w.keyword("followed")?;
         w.keyword("by")?;
         let event_type = w.name("an event type")?;
-        let within_micros = if w.is("within") || default.is_none() {
-            w.keyword("within")?;
-            w.duration()?
-        } else {
-            default.expect("checked")
+        let within_micros = match default {
+            Some(default) if !w.is("within") => default,
+            _ => {
+                w.keyword("within")?;
+                w.duration()?
+            }
         };
         Ok(Absence {
             event_type,
