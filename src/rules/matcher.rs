@@ -328,7 +328,15 @@ impl<'a> BatchMatcher<'a> {
 
     /// Decides the patterns and the ordered rules, and returns every fired rule as rows
     /// of [`match_schema`], in input order.
-    pub fn finish(mut self) -> Result<Vec<RecordBatch>, RuleError> {
+    pub fn finish(self) -> Result<Vec<RecordBatch>, RuleError> {
+        self.finish_columns(None)
+    }
+
+    /// [`finish`](Self::finish) with only `columns` of [`match_schema`] (None: all).
+    pub fn finish_columns(
+        mut self,
+        columns: Option<&[usize]>,
+    ) -> Result<Vec<RecordBatch>, RuleError> {
         let set = self.set;
         let mut users_of_batch: HashMap<u32, datafusion::arrow::row::Rows> = HashMap::new();
         for (rule, mut rows) in std::mem::take(&mut self.patterns) {
@@ -397,7 +405,7 @@ impl<'a> BatchMatcher<'a> {
             &self.keys,
         )?);
         fired.sort_unstable_by_key(|f| (f.batch, f.row, f.rule, f.at));
-        output(set, &self.keys, &fired)
+        output(set, &self.keys, &fired, columns)
     }
 
     /// Matches with an absence whose deadline the input did not pass (not reported).
@@ -519,11 +527,21 @@ fn output(
     set: &RuleSet,
     keys: &[(ArrayRef, ArrayRef)],
     fired: &[Fired],
+    columns: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, RuleError> {
     let schema = match_schema(
         set.schema.field(set.columns.event_id).data_type(),
         set.schema.field(set.columns.user_id).data_type(),
     );
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    let columns = columns.unwrap_or(&all);
+    let projected = Arc::new(
+        schema
+            .project(columns)
+            .map_err(|e| RuleError::Engine(e.into()))?,
+    );
+    let rule = |f: &Fired| set.rules[f.rule as usize].rule.as_ref();
+    let has_ts = set.columns.ts.is_some();
     let mut out = Vec::new();
     for chunk in fired.chunks(8192) {
         let indices: Vec<(usize, usize)> = chunk
@@ -534,43 +552,45 @@ fn output(
             let arrays: Vec<&dyn Array> = keys.iter().map(|k| which(k).as_ref()).collect();
             interleave(&arrays, &indices).map_err(|e| RuleError::Engine(e.into()))
         };
-        let rule = |f: &Fired| set.rules[f.rule as usize].rule.as_ref();
-        let has_ts = set.columns.ts.is_some();
-        let columns: Vec<ArrayRef> = vec![
-            pick(|k| &k.0)?,
-            pick(|k| &k.1)?,
-            Arc::new(Int64Array::from_iter_values(
-                chunk.iter().map(|f| rule(f).id),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                chunk.iter().map(|f| rule(f).version),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|f| rule(f).name.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|f| rule(f).group.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|f| rule(f).action.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|f| rule(f).params.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|f| {
-                set.channels[set.rules[f.rule as usize].channel].as_str()
-            }))),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter(
-                    chunk
-                        .iter()
-                        .map(|f| (has_ts && f.at != i64::MIN).then_some(f.at)),
-                )
-                .with_timezone("UTC"),
-            ),
-        ];
+        fn text<'s>(chunk: &[Fired], f: impl Fn(&Fired) -> &'s str) -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(f)))
+        }
+        // Only the columns asked for are built: count(*) builds none.
+        let column = |i: usize| -> Result<ArrayRef, RuleError> {
+            Ok(match i {
+                0 => pick(|k| &k.0)?,
+                1 => pick(|k| &k.1)?,
+                2 => Arc::new(Int64Array::from_iter_values(
+                    chunk.iter().map(|f| rule(f).id),
+                )),
+                3 => Arc::new(Int64Array::from_iter_values(
+                    chunk.iter().map(|f| rule(f).version),
+                )),
+                4 => text(chunk, |f| rule(f).name.as_str()),
+                5 => text(chunk, |f| rule(f).group.as_str()),
+                6 => text(chunk, |f| rule(f).action.as_str()),
+                7 => text(chunk, |f| rule(f).params.as_str()),
+                8 => text(chunk, |f| {
+                    set.channels[set.rules[f.rule as usize].channel].as_str()
+                }),
+                _ => Arc::new(
+                    TimestampMicrosecondArray::from_iter(
+                        chunk
+                            .iter()
+                            .map(|f| (has_ts && f.at != i64::MIN).then_some(f.at)),
+                    )
+                    .with_timezone("UTC"),
+                ),
+            })
+        };
+        let arrays = columns
+            .iter()
+            .map(|&i| column(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options =
+            datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(chunk.len()));
         out.push(
-            RecordBatch::try_new(schema.clone(), columns)
+            RecordBatch::try_new_with_options(projected.clone(), arrays, &options)
                 .map_err(|e| RuleError::Engine(e.into()))?,
         );
     }
@@ -804,7 +824,7 @@ impl EventMatcher {
                 )
             })
             .collect();
-        output(&set, &keys, &fired)
+        output(&set, &keys, &fired, None)
     }
 
     /// Drops state no undecided match can need: events and actions before the horizon,

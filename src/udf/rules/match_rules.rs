@@ -310,26 +310,27 @@ impl ExecutionPlan for MatchExec {
             while let Some(batch) = events.next().await {
                 matcher.add(&batch?).map_err(rule_error)?;
             }
-            let mut batches = matcher.finish().map_err(rule_error)?;
-            if apply {
-                let outcomes = rules.apply(&batches).await.map_err(rule_error)?;
-                let mut outcomes = outcomes.into_iter();
-                batches = batches
-                    .into_iter()
-                    .map(|b| {
-                        let mut columns = b.columns().to_vec();
-                        columns.push(Arc::new(StringArray::from_iter_values(
-                            outcomes.by_ref().take(b.num_rows()),
-                        )));
-                        RecordBatch::try_new(output.clone(), columns)
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
+            if !apply {
+                // Only the projected columns are built.
+                return matcher
+                    .finish_columns(projection.as_deref())
+                    .map_err(rule_error);
             }
+            let batches = matcher.finish().map_err(rule_error)?;
+            let outcomes = rules.apply(&batches).await.map_err(rule_error)?;
+            let mut outcomes = outcomes.into_iter();
             batches
                 .into_iter()
-                .map(|b| match &projection {
-                    Some(p) => b.project(p).map_err(DataFusionError::from),
-                    None => Ok(b),
+                .map(|b| {
+                    let mut columns = b.columns().to_vec();
+                    columns.push(Arc::new(StringArray::from_iter_values(
+                        outcomes.by_ref().take(b.num_rows()),
+                    )));
+                    let b = RecordBatch::try_new(output.clone(), columns)?;
+                    match &projection {
+                        Some(p) => Ok(b.project(p)?),
+                        None => Ok(b),
+                    }
                 })
                 .collect::<Result<Vec<RecordBatch>>>()
         };
