@@ -101,7 +101,6 @@ pub struct BatchMatcher<'a> {
     /// Whether each rule's candidates are decided in order.
     in_order: Vec<bool>,
     watermark: i64,
-    pending: usize,
     /// Actions taken before this input, per user (row-encoded user id): what caps count.
     history: HashMap<Box<[u8]>, Vec<Taken>>,
 }
@@ -183,7 +182,6 @@ impl<'a> BatchMatcher<'a> {
             patterns: HashMap::new(),
             in_order: decided_in_order(set),
             watermark: i64::MIN,
-            pending: 0,
             history: HashMap::new(),
         }
     }
@@ -390,8 +388,8 @@ impl<'a> BatchMatcher<'a> {
                                 self.direct.push(fired);
                             }
                         }
-                        Found::Pending { .. } => self.pending += 1,
-                        Found::Cancelled { .. } => {}
+                        // Not decided yet: the input did not pass the deadline.
+                        Found::Pending { .. } | Found::Cancelled { .. } => {}
                     }
                 }
                 start = end;
@@ -406,11 +404,6 @@ impl<'a> BatchMatcher<'a> {
         )?);
         fired.sort_unstable_by_key(|f| (f.batch, f.row, f.rule, f.at));
         output(set, &self.keys, &fired, columns)
-    }
-
-    /// Matches with an absence whose deadline the input did not pass (not reported).
-    pub fn pending(&self) -> usize {
-        self.pending
     }
 }
 

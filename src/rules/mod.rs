@@ -551,15 +551,3 @@ impl Rules {
         self.store.outbox()
     }
 }
-
-/// How many matches each rule has in `batches` (rows of [`match_schema`]).
-pub fn count_by_rule(batches: &[RecordBatch]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for b in batches {
-        let ids = b.column(2).as_primitive::<Int64Type>();
-        for id in ids.values() {
-            *counts.entry(*id).or_default() += 1;
-        }
-    }
-    counts
-}

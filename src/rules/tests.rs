@@ -403,3 +403,33 @@ async fn rule_changes_take_effect_on_the_next_event_and_are_versioned() {
     rules.delete(1).await.unwrap();
     assert!(rules.match_event(&event(5, 500.0)).unwrap().is_empty());
 }
+
+#[test]
+fn event_state_is_bounded_by_the_horizon_and_absences_wait_for_the_watermark() {
+    let rules = [rule(1, |r| {
+        r.pattern = Some("times(2) of view within 30m and not followed by order within 30m".into())
+    })];
+    // One view a minute for a day: the matcher keeps only the pattern's hour plus the
+    // allowed lateness, not the day.
+    let rows: Vec<(i64, i64, &str, i64)> = (0..1440).map(|i| (i, 7, "view", i)).collect();
+    let (set, batch) = compile(&rules, &rows);
+    let mut events = EventMatcher::new(Arc::new(set));
+    for row in 0..batch.num_rows() {
+        events.match_event(&batch.slice(row, 1)).unwrap();
+    }
+    let kept_minutes = (matcher::ALLOWED_LATENESS_MICROS / MINUTE + 60 + 1) as usize;
+    assert!(
+        events.retained_events() <= kept_minutes,
+        "{}",
+        events.retained_events()
+    );
+    // In a batch, the matches whose absence window the input did not pass are pending.
+    let (set, batch) = compile(&rules, &rows);
+    let mut m = BatchMatcher::new(&set);
+    m.add(&batch).unwrap();
+    let fired = pairs(&m.finish().unwrap()).len();
+    assert_eq!(
+        fired, 1408,
+        "views 1..=1408 fire; the last 31 wait for their deadline"
+    );
+}
