@@ -523,19 +523,21 @@ fn is_plain_postgres(statement: &Sql) -> bool {
     }
 }
 
-fn count_stream(rows: u64) -> SendableRecordBatchStream {
+/// The one-row `count` result of a write: how many rows it changed.
+pub(crate) fn count_batch(rows: u64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "count",
         DataType::UInt64,
         false,
     )]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(UInt64Array::from(vec![rows]))],
-    )
-    .expect("count batch matches its schema");
+    RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
+        .expect("count batch matches its schema")
+}
+
+fn count_stream(rows: u64) -> SendableRecordBatchStream {
+    let batch = count_batch(rows);
     Box::pin(RecordBatchStreamAdapter::new(
-        schema,
+        batch.schema(),
         futures::stream::iter([Ok(batch)]),
     ))
 }

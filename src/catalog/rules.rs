@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt64Array,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{
@@ -220,16 +220,10 @@ impl RulesTable {
     }
 }
 
+/// The plan of a DELETE or UPDATE that already happened: its row count.
 fn count_exec(rows: u64) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "count",
-        DataType::UInt64,
-        false,
-    )]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(UInt64Array::from(vec![rows]))],
-    )?;
+    let batch = crate::engine::count_batch(rows);
+    let schema = batch.schema();
     Ok(MemorySourceConfig::try_new_exec(
         &[vec![batch]],
         schema,

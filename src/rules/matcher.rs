@@ -274,6 +274,9 @@ impl<'a> BatchMatcher<'a> {
                 self.direct.push(fired);
             }
         }
+        // The type column once for every pattern rule.
+        let types = cast(batch.column(columns.event_type), &DataType::Utf8)
+            .map_err(|e| RuleError::Engine(e.into()))?;
         for (rule, compiled) in set.rules.iter().enumerate() {
             let Some(pattern) = &compiled.pattern else {
                 continue;
@@ -285,11 +288,7 @@ impl<'a> BatchMatcher<'a> {
                 key_columns.push(batch.column(i).clone());
             }
             let keys = rows_of(&key_columns)?;
-            let types = cast(batch.column(columns.event_type), &DataType::Utf8)
-                .map_err(|e| RuleError::Engine(e.into()))?;
             let types = types.as_string::<i32>();
-            let others = pattern.other_types();
-            let trigger = compiled.rule.trigger_type();
             let ts = ts.as_ref().expect("a pattern needs ts, checked at compile");
             let rows = self.patterns.entry(rule as u32).or_default();
             let mut next_counted = counted.iter().peekable();
@@ -300,7 +299,7 @@ impl<'a> BatchMatcher<'a> {
                     continue;
                 }
                 let t = types.value(row);
-                if !is_counted && !others.contains(&t) && trigger.as_deref() != Some(t) {
+                if !is_counted && !compiled.watches.iter().any(|w| w == t) {
                     continue;
                 }
                 let event_type = interned.entry(t).or_insert_with(|| t.into()).clone();
@@ -708,9 +707,7 @@ impl EventMatcher {
                 continue;
             };
             let counted = candidates.binary_search(&rule).is_ok();
-            let relevant = counted
-                || pattern.other_types().contains(&event_type.as_ref())
-                || compiled.rule.trigger_type().as_deref() == Some(event_type.as_ref());
+            let relevant = counted || compiled.watches.iter().any(|t| **t == *event_type);
             if !relevant {
                 continue;
             }

@@ -191,7 +191,7 @@ impl Match {
             };
             let (events, users, ids, versions) = (int(0), int(1), int(2), int(3));
             let text = |i: usize| b.column(i).as_string::<i32>().clone();
-            let (actions, params, channels) = (text(6), text(7), text(9 - 1));
+            let (actions, params, channels) = (text(6), text(7), text(8));
             let fired = int(9);
             for row in 0..b.num_rows() {
                 let v = |a: &ArrayRef| a.as_primitive::<Int64Type>().value(row);

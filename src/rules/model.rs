@@ -260,16 +260,6 @@ impl Rule {
         }
         Ok(())
     }
-
-    /// The event type the rule triggers on: its own, or the last step of its pattern.
-    pub fn trigger_type(&self) -> Option<String> {
-        self.event_type.clone().or_else(|| {
-            self.pattern
-                .as_deref()
-                .and_then(|p| Pattern::parse(p).ok())
-                .and_then(|p| p.trigger_type().map(str::to_string))
-        })
-    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ pub struct CompiledRule {
     /// The root of its condition; None means always true.
     pub(crate) node: Option<usize>,
     pub(crate) pattern: Option<Pattern>,
+    /// The event type it triggers on: its own, or its pattern's last step.
+    pub(crate) trigger: Option<String>,
+    /// With a pattern: every event type the pattern reads (the trigger's included).
+    pub(crate) watches: Vec<String>,
     /// Index into [`RuleSet::channels`].
     pub(crate) channel: usize,
 }
@@ -361,18 +365,33 @@ impl RuleSet {
                     channels.len() - 1
                 }
             };
+            let trigger = rule
+                .event_type
+                .clone()
+                .or_else(|| pattern.as_ref()?.trigger_type().map(str::to_string));
+            let watches = match &pattern {
+                Some(p) => p
+                    .other_types()
+                    .into_iter()
+                    .map(str::to_string)
+                    .chain(trigger.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
             compiled.push(CompiledRule {
                 rule: rule.clone(),
                 node,
                 pattern,
+                trigger,
+                watches,
                 channel,
             });
         }
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         let mut any_type = Vec::new();
         for (i, c) in compiled.iter().enumerate() {
-            match c.rule.trigger_type() {
-                Some(t) => by_type.entry(t).or_default().push(i),
+            match &c.trigger {
+                Some(t) => by_type.entry(t.clone()).or_default().push(i),
                 None => any_type.push(i),
             }
         }

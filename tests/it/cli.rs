@@ -296,6 +296,59 @@ fn acknowledged_dense_ids_survive_sigkill() {
 
 /// The audiences example runs on the demo data, and its saved audience has exactly the
 /// members plain SQL over the raw rows finds.
+/// A data directory with the demo data of `users` users.
+fn demo_data(users: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = martdb()
+        .args([
+            "demo",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--users",
+            users,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    dir
+}
+
+/// Runs `sql/examples/<name>` on `data` with CSV output: (success, stderr, stdout).
+fn run_example(data: &std::path::Path, name: &str) -> (bool, String, String) {
+    let script = format!("{}/sql/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let run = martdb()
+        .args([
+            "sql",
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            "csv",
+            "-f",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    (
+        run.status.success(),
+        String::from_utf8_lossy(&run.stderr).to_string(),
+        String::from_utf8(run.stdout).unwrap(),
+    )
+}
+
+/// The fields of the first line of `out` that starts with `prefix`.
+fn csv_line(out: &str, prefix: &str) -> Vec<String> {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix} in {out}"))
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn audiences_example_matches_plain_sql() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,32 +559,10 @@ fn attribution_example_credits_every_first_order() {
 /// the next experiment's variants get their weights.
 #[test]
 fn experiments_example_analyses_the_demo_campaign() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let demo = martdb()
-        .args(["demo", "--data", data, "--users", "20000"])
-        .output()
-        .unwrap();
-    assert!(demo.status.success());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/experiments.sql");
-    let run = martdb()
-        .args(["sql", "--data", data, "--format", "csv", "-f", script])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success() && run.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let out = String::from_utf8(run.stdout).unwrap();
-    let line = |prefix: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line {prefix} in {out}"))
-            .split(',')
-            .map(str::to_string)
-            .collect()
-    };
+    let dir = demo_data("20000");
+    let (ok, stderr, out) = run_example(dir.path(), "experiments.sql");
+    assert!(ok && stderr.is_empty(), "{stderr}");
+    let line = |prefix: &str| csv_line(&out, prefix);
     let srm_header = out
         .lines()
         .position(|l| l.starts_with("chi_square,"))
@@ -626,35 +657,11 @@ fn identity_example_resolves_the_demo_graph() {
 
 #[test]
 fn rules_example_matches_and_applies_on_the_demo_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let demo = martdb()
-        .args(["demo", "--data", data, "--users", "20000"])
-        .output()
-        .unwrap();
-    assert!(demo.status.success());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/rules.sql");
-    let run = || {
-        let run = martdb()
-            .args(["sql", "--data", data, "--format", "csv", "-f", script])
-            .output()
-            .unwrap();
-        (
-            run.status.success(),
-            String::from_utf8_lossy(&run.stderr).to_string(),
-            String::from_utf8(run.stdout).unwrap(),
-        )
-    };
+    let dir = demo_data("20000");
+    let run = || run_example(dir.path(), "rules.sql");
     let (ok, stderr, out) = run();
     assert!(ok && stderr.is_empty(), "{stderr}");
-    let row = |prefix: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line {prefix} in {out}"))
-            .split(',')
-            .map(str::to_string)
-            .collect()
-    };
+    let row = |prefix: &str| csv_line(&out, prefix);
     let header = out
         .lines()
         .position(|l| l == "rule_id,rule_name,matches,users")
