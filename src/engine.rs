@@ -28,6 +28,7 @@ use crate::catalog::{
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
 use crate::rewrite::compat::CompatParser;
+use crate::ml::runtime::ModelRegistry;
 use crate::rules::{RuleStore, Rules};
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};
@@ -89,6 +90,7 @@ pub struct Engine {
     coupons: Coupons,
     identity: IdentityGraph,
     rules: Rules,
+    models: ModelRegistry,
 }
 
 /// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
@@ -160,6 +162,7 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let config = config.with_option_extension(crate::udf::ml::MartdbOptions::default());
         // Delta writes plan a custom node that only delta's planner lowers.
         let state = SessionStateBuilder::new()
             .with_config(config)
@@ -225,6 +228,17 @@ impl Engine {
         for (name, function) in crate::udf::rules::table_functions(&rules) {
             ctx.register_udtf(name, function);
         }
+        let models = ModelRegistry::new(&storage);
+        for function in crate::udf::ml::registry_functions(&models) {
+            ctx.register_udf(function);
+        }
+        for (name, function) in crate::udf::ml::registry_table_functions(&models) {
+            ctx.register_udtf(name, function);
+        }
+        system.register_table(
+            "models".into(),
+            Arc::new(crate::catalog::models::table(models.clone())),
+        )?;
         for (name, table) in crate::catalog::identity::tables(&identity) {
             system.register_table(name.into(), Arc::new(table))?;
         }
@@ -256,6 +270,7 @@ impl Engine {
             coupons,
             identity,
             rules,
+            models,
         })
     }
 
@@ -274,6 +289,12 @@ impl Engine {
     /// (no SQL, no network hop); the same state `reserve_coupon` and friends use.
     pub fn coupons(&self) -> &Coupons {
         &self.coupons
+    }
+
+    /// The model registry of this database: every trained version of every model
+    /// (`martdb.models`), their weights, and which version is deployed.
+    pub fn models(&self) -> &ModelRegistry {
+        &self.models
     }
 
     /// The rules of this database: store, compile and match them without SQL (one event
@@ -300,6 +321,7 @@ impl Engine {
             coupons: self.coupons.clone(),
             identity: self.identity.clone(),
             rules: self.rules.clone(),
+            models: self.models.clone(),
         }
     }
 

@@ -19,6 +19,7 @@ mod computed;
 pub(crate) mod coupons;
 mod data_dir;
 pub(crate) mod id_dictionary;
+pub(crate) mod models;
 pub(crate) mod identity;
 mod managed;
 pub(crate) mod pg_overlay;

@@ -577,6 +577,14 @@ impl Session {
                     .options_mut()
                     .set("datafusion.execution.time_zone", value)?;
             }
+            "martdb.ml_device" => {
+                let state = ctx.state_ref();
+                state
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .set("martdb.ml_device", value)?;
+            }
             "search_path" => {
                 // The first schema of the path that exists becomes the default for
                 // unqualified names; PostgreSQL also skips missing ones. Looked up
@@ -692,6 +700,7 @@ pub(crate) fn writing_function(plan: &LogicalPlan) -> Option<String> {
             && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
             && let Some(function) = crate::udf::identity::writing_table_function(&*provider)
                 .or_else(|| crate::udf::rules::writing_table_function(&*provider))
+                .or_else(|| crate::udf::ml::writing_table_function(&*provider))
         {
             found = Some(function.to_string());
             return Ok(TreeNodeRecursion::Stop);

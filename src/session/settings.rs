@@ -35,6 +35,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("lc_time", "C"),
     ("lock_timeout", "0"),
     ("maintenance_work_mem", "64MB"),
+    ("martdb.ml_device", "cpu"),
     ("max_identifier_length", "63"),
     ("max_parallel_workers_per_gather", "2"),
     ("row_security", "on"),
@@ -227,6 +228,13 @@ fn normalise(key: &str, value: &str) -> Result<String, SessionError> {
             tz.parse::<datafusion::arrow::array::timezone::Tz>()
                 .map_err(|_| invalid("a time zone name such as 'UTC' or 'Europe/Paris', or an offset such as '+08:00'"))?;
             Ok(tz)
+        }
+        "martdb.ml_device" => {
+            // Checked now, so a session never holds a device it cannot use.
+            let device = crate::ml::runtime::MlDevice::parse(value)
+                .map_err(|_| invalid("'cpu', 'cuda' or 'cuda:N'"))?;
+            device.open().map_err(|e| invalid(&format!("an available device: {e}")))?;
+            Ok(device.to_string())
         }
         "transaction_read_only" | "default_transaction_read_only" | "jit" | "row_security" => {
             match value.to_ascii_lowercase().as_str() {

@@ -9,6 +9,7 @@ pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
 pub mod identity;
+pub mod ml;
 pub(crate) mod query;
 pub mod rules;
 pub mod system;
@@ -35,6 +36,7 @@ pub const WRITING_FUNCTIONS: &[&str] = &[
     "create_coupon_pool",
     "alter_coupon_pool",
     "identity_update",
+    "model_deploy",
 ];
 
 /// One call of a scalar function on its argument values, awaited rather than run inside
@@ -54,6 +56,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = system::functions();
     all.extend(bitmap::functions());
     all.extend(experiments::functions());
+    all.extend(ml::functions());
     all
 }
 
@@ -66,6 +69,7 @@ pub fn window_functions() -> Vec<WindowUDF> {
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
     let mut all = bitmap::aggregate_functions();
     all.extend(experiments::aggregate_functions());
+    all.extend(ml::aggregate_functions());
     all
 }
 
@@ -73,6 +77,7 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     let mut all = attribution::table_functions();
     all.extend(identity::table_functions());
+    all.extend(ml::table_functions());
     all
 }
 

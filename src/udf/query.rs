@@ -4,9 +4,17 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, execute_stream};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -124,5 +132,142 @@ pub(crate) fn is_text(data_type: &DataType) -> bool {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
         DataType::Dictionary(_, values) => is_text(values),
         _ => false,
+    }
+}
+
+/// Plans a table function's query argument while the function is being called: planning
+/// is async and `call_with_args` is not, so it runs on a scoped thread of its own (a
+/// nested call gets another), driven by the runtime when there is one.
+pub(crate) fn plan_query_now(
+    session: &dyn datafusion::catalog::Session,
+    sql: &str,
+    function: &str,
+    returning: &str,
+    bad: impl Fn(String) -> DataFusionError + Sync,
+) -> Result<LogicalPlan> {
+    let state = session_state(session, function)?;
+    let planning = plan_query(state, sql, function, returning, &bad);
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| match runtime {
+                Some(runtime) => runtime.block_on(planning),
+                None => futures::executor::block_on(planning),
+            })
+            .join()
+    })
+    .map_err(|_| DataFusionError::Internal(format!("{function}: planning the query panicked")))?
+}
+
+/// What a query function does with its query's rows: a stream of output batches (in
+/// the function's full output schema) from the stream of input batches.
+pub(crate) type QueryFunctionBody = Arc<
+    dyn Fn(
+            SendableRecordBatchStream,
+            Arc<TaskContext>,
+        ) -> Result<BoxStream<'static, Result<RecordBatch>>>
+        + Send
+        + Sync,
+>;
+
+/// The execution node of a table function over a query: runs the query (its only
+/// child), hands the rows to the function's body and projects what comes out.
+pub(crate) struct QueryFunctionExec {
+    name: &'static str,
+    input: Arc<dyn ExecutionPlan>,
+    body: QueryFunctionBody,
+    projection: Option<Vec<usize>>,
+    projected: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl QueryFunctionExec {
+    pub(crate) fn new(
+        name: &'static str,
+        input: Arc<dyn ExecutionPlan>,
+        output: &SchemaRef,
+        projection: Option<&Vec<usize>>,
+        body: QueryFunctionBody,
+    ) -> Result<Self> {
+        let (projected, properties) = output_properties(output, projection)?;
+        Ok(QueryFunctionExec {
+            name,
+            input,
+            body,
+            projection: projection.cloned(),
+            projected,
+            properties,
+        })
+    }
+}
+
+impl std::fmt::Debug for QueryFunctionExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}Exec", self.name)
+    }
+}
+
+impl DisplayAs for QueryFunctionExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}Exec", self.name)
+    }
+}
+
+impl ExecutionPlan for QueryFunctionExec {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(QueryFunctionExec {
+            name: self.name,
+            input: children.into_iter().next().expect("one child"),
+            body: self.body.clone(),
+            projection: self.projection.clone(),
+            projected: self.projected.clone(),
+            properties: self.properties.clone(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "{} has one partition",
+                self.name
+            )));
+        }
+        let input = execute_stream(self.input.clone(), context.clone())?;
+        let output = (self.body)(input, context)?;
+        let projection = self.projection.clone();
+        let projected = output.map(move |batch| match (&projection, batch) {
+            (Some(p), Ok(b)) => Ok(b.project(p)?),
+            (_, other) => other,
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.projected.clone(),
+            projected,
+        )))
     }
 }

@@ -1,0 +1,307 @@
+//! From query columns to a model's input matrix.
+//!
+//! Invariants: a transform is fitted once, on the training rows, and stored with the
+//! model; scoring applies the stored transform, never one refitted on the rows being
+//! scored, so a user gets the same inputs whichever other users are scored with them.
+//! Columns are found by name, so the scoring query may return them in any order and
+//! carry other columns along.
+//!
+//! - A number (any integer, float or decimal type, or a boolean as 0/1) is
+//!   standardised with the training mean and standard deviation (a constant column
+//!   becomes 0). If the training rows had NULLs or NaNs, a missing value becomes the
+//!   mean (0 after scaling) and an extra input says it was missing; a column with no
+//!   value at all is an error.
+//! - A text is one-hot encoded over its [`MAX_CATEGORIES`] most frequent training
+//!   values, plus one input for every other value; NULL sets no input.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use serde::{Deserialize, Serialize};
+
+use super::MlError;
+
+/// The most categories of a text column that get an input of their own.
+pub const MAX_CATEGORIES: usize = 32;
+
+/// How one column becomes inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FeatureKind {
+    Numeric {
+        mean: f64,
+        scale: f64,
+        /// The training rows had missing values: one more input flags them.
+        missing_indicator: bool,
+    },
+    Categorical {
+        categories: Vec<String>,
+    },
+}
+
+/// One feature column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub kind: FeatureKind,
+}
+
+impl Feature {
+    fn width(&self) -> usize {
+        match &self.kind {
+            FeatureKind::Numeric {
+                missing_indicator, ..
+            } => 1 + usize::from(*missing_indicator),
+            FeatureKind::Categorical { categories } => categories.len() + 1,
+        }
+    }
+
+    /// The SQL type family the column must have at scoring time.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            FeatureKind::Numeric { .. } => "number",
+            FeatureKind::Categorical { .. } => "text",
+        }
+    }
+}
+
+/// A row-major `rows × cols` matrix of model inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+/// The fitted transform of a model's feature columns.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FeatureTransform {
+    pub features: Vec<Feature>,
+}
+
+fn is_numeric(data_type: &DataType) -> bool {
+    data_type.is_numeric() || matches!(data_type, DataType::Boolean | DataType::Null)
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
+fn numbers(name: &str, array: &ArrayRef) -> Result<Vec<Option<f64>>, MlError> {
+    let floats = cast(array, &DataType::Float64).map_err(|e| MlError::Column {
+        column: name.into(),
+        message: format!("cannot be read as a number: {e}"),
+    })?;
+    Ok(floats
+        .as_primitive::<Float64Type>()
+        .iter()
+        .map(|v| v.filter(|v| !v.is_nan()))
+        .collect())
+}
+
+fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>, MlError> {
+    let strings = cast(array, &DataType::Utf8).map_err(|e| MlError::Column {
+        column: name.into(),
+        message: format!("cannot be read as text: {e}"),
+    })?;
+    Ok(strings
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect())
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| MlError::Column {
+            column: name.into(),
+            message: "the model needs this feature column, and the query does not return it"
+                .into(),
+        })
+}
+
+impl FeatureTransform {
+    /// Fits the transform of the columns `names` of `batch`.
+    pub fn fit(batch: &RecordBatch, names: &[String]) -> Result<Self, MlError> {
+        let mut features = Vec::with_capacity(names.len());
+        for name in names {
+            let array = column(batch, name)?;
+            let data_type = array.data_type();
+            let kind = if is_numeric(data_type) {
+                let values = numbers(name, array)?;
+                let present: Vec<f64> = values.iter().flatten().copied().collect();
+                if present.is_empty() {
+                    return Err(MlError::Column {
+                        column: name.clone(),
+                        message: "has no value in the training rows (all NULL or NaN)".into(),
+                    });
+                }
+                let n = present.len() as f64;
+                let mean = present.iter().sum::<f64>() / n;
+                let variance = present.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+                let std = variance.sqrt();
+                FeatureKind::Numeric {
+                    mean,
+                    scale: if std > 0.0 && std.is_finite() { std } else { 1.0 },
+                    missing_indicator: present.len() < values.len(),
+                }
+            } else if is_text(data_type) {
+                let mut counts: HashMap<String, u64> = HashMap::new();
+                for v in texts(name, array)?.into_iter().flatten() {
+                    *counts.entry(v).or_default() += 1;
+                }
+                let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                ranked.truncate(MAX_CATEGORIES);
+                FeatureKind::Categorical {
+                    categories: ranked.into_iter().map(|(v, _)| v).collect(),
+                }
+            } else {
+                return Err(MlError::Column {
+                    column: name.clone(),
+                    message: format!(
+                        "of type {data_type} cannot be a feature: cast it to a number or a \
+                         text in the query"
+                    ),
+                });
+            };
+            features.push(Feature {
+                name: name.clone(),
+                kind,
+            });
+        }
+        Ok(FeatureTransform { features })
+    }
+
+    /// The number of model inputs.
+    pub fn width(&self) -> usize {
+        self.features.iter().map(Feature::width).sum()
+    }
+
+    /// The model inputs of `batch`'s rows; the feature columns are found by name.
+    pub fn transform(&self, batch: &RecordBatch) -> Result<Matrix, MlError> {
+        let rows = batch.num_rows();
+        let cols = self.width();
+        let mut data = vec![0f32; rows * cols];
+        let mut offset = 0;
+        for feature in &self.features {
+            let array = column(batch, &feature.name)?;
+            let wrong_type = || MlError::Column {
+                column: feature.name.clone(),
+                message: format!(
+                    "the model was trained on a {}, found {}",
+                    feature.type_name(),
+                    array.data_type()
+                ),
+            };
+            match &feature.kind {
+                FeatureKind::Numeric {
+                    mean,
+                    scale,
+                    missing_indicator,
+                } => {
+                    if !is_numeric(array.data_type()) {
+                        return Err(wrong_type());
+                    }
+                    for (row, v) in numbers(&feature.name, array)?.into_iter().enumerate() {
+                        let at = row * cols + offset;
+                        match v {
+                            Some(v) => data[at] = ((v - mean) / scale) as f32,
+                            None if *missing_indicator => data[at + 1] = 1.0,
+                            None => {}
+                        }
+                    }
+                }
+                FeatureKind::Categorical { categories } => {
+                    if !is_text(array.data_type()) {
+                        return Err(wrong_type());
+                    }
+                    let index: HashMap<&str, usize> = categories
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.as_str(), i))
+                        .collect();
+                    for (row, v) in texts(&feature.name, array)?.into_iter().enumerate() {
+                        if let Some(v) = v {
+                            let slot = index.get(v.as_str()).copied().unwrap_or(categories.len());
+                            data[row * cols + offset + slot] = 1.0;
+                        }
+                    }
+                }
+            }
+            offset += feature.width();
+        }
+        Ok(Matrix { rows, cols, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float64Array, Int32Array, StringArray};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        RecordBatch::try_from_iter(vec![
+            (
+                "age",
+                Arc::new(Int32Array::from(vec![Some(20), Some(40), None])) as ArrayRef,
+            ),
+            (
+                "city",
+                Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a")])) as ArrayRef,
+            ),
+            (
+                "flat",
+                Arc::new(Float64Array::from(vec![3.0, 3.0, 3.0])) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn scoring_applies_the_training_transform() {
+        let names: Vec<String> = ["age", "city", "flat"].map(String::from).to_vec();
+        let t = FeatureTransform::fit(&batch(), &names).unwrap();
+        // age (+ missing flag), city a / b / other, flat.
+        assert_eq!(t.width(), 2 + 3 + 1);
+        let scored = RecordBatch::try_from_iter(vec![
+            (
+                "city",
+                Arc::new(StringArray::from(vec![Some("zzz"), None])) as ArrayRef,
+            ),
+            ("flat", Arc::new(Float64Array::from(vec![3.0, 9.0])) as ArrayRef),
+            (
+                "age",
+                Arc::new(Int32Array::from(vec![Some(30), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let m = t.transform(&scored).unwrap();
+        assert_eq!(m.data[..6], [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(m.data[6..], [0.0, 1.0, 0.0, 0.0, 0.0, 6.0]);
+    }
+
+    #[test]
+    fn missing_or_empty_columns_are_errors() {
+        let names = vec!["nope".to_string()];
+        let err = FeatureTransform::fit(&batch(), &names).unwrap_err();
+        assert_eq!(err.sqlstate(), "42703");
+        let empty = RecordBatch::try_from_iter(vec![(
+            "x",
+            Arc::new(Float64Array::from(vec![f64::NAN, f64::NAN])) as ArrayRef,
+        )])
+        .unwrap();
+        let err = FeatureTransform::fit(&empty, &["x".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("no value"), "{err}");
+    }
+}

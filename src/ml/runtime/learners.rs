@@ -1,0 +1,534 @@
+//! The base learners: logistic and linear regression, and a one-hidden-layer perceptron.
+//!
+//! - Logistic regression minimises the log loss plus `l2/2 · |w|²` (the intercept is not
+//!   penalised; `l2 = 1` is scikit-learn's default `C = 1`) by Newton's method: each step
+//!   is two matrix products over the rows and a Cholesky solve of the small Hessian, and
+//!   a few steps reach the optimum to float precision. Linear regression (ridge) is the
+//!   same normal equations solved once.
+//! - The perceptron (`hidden` ReLU units) minimises the mean loss with AdamW over
+//!   mini-batches of shuffled rows; its initial weights and every shuffle come from the
+//!   seed, so a seed gives one model.
+//!
+//! Row weights (optional) scale each row's loss. Matrix products run on the tensors'
+//! device; the Newton solve is `(d+1)²` numbers and runs on the host in f64.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::MlError;
+
+/// The model family of a base learner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Base {
+    /// Logistic regression for a binary target, linear (ridge) for a continuous one.
+    Linear,
+    /// A perceptron with one hidden layer of ReLU units.
+    Mlp,
+}
+
+/// What a learner predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A probability (log loss; the output goes through a sigmoid).
+    Binary,
+    /// A number (squared loss).
+    Continuous,
+}
+
+/// Hyperparameters of the base learners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// L2 penalty: `l2/2 · |w|²` on the summed loss (linear), or AdamW's weight decay
+    /// divided by 100 (perceptron).
+    pub l2: f64,
+    /// Hidden units of the perceptron.
+    pub hidden: usize,
+    /// Passes over the rows (perceptron); 0 picks enough for about 3 000 steps, at
+    /// least 3 and at most 200.
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            l2: 1.0,
+            hidden: 32,
+            epochs: 0,
+            batch_size: 1024,
+            learning_rate: 0.01,
+            seed: 42,
+        }
+    }
+}
+
+/// Cancellation and progress of one training run.
+pub struct Control<'a> {
+    /// Set from elsewhere to stop training at the next step ([`MlError::Cancelled`]).
+    pub cancel: &'a AtomicBool,
+    /// Called with a line of progress (an epoch's loss, a Newton step).
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl Control<'_> {
+    fn check(&self) -> Result<(), MlError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(MlError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// A trained base learner: dense layers `x · w + b`, ReLU between them.
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub target: Target,
+    /// `(w: inputs × outputs, b: 1 × outputs)` per layer.
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+const NEWTON_STEPS: usize = 30;
+const NEWTON_TOLERANCE: f64 = 1e-7;
+/// Mini-batch steps the perceptron aims for when `epochs` is 0.
+const TARGET_STEPS: usize = 3000;
+
+impl Net {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = x.clone();
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            if i > 0 {
+                h = h.relu()?;
+            }
+            h = h.matmul(w)?.broadcast_add(b)?;
+        }
+        Ok(h)
+    }
+
+    /// Predictions for the rows of `x` (`n × inputs`, on the net's device): a
+    /// probability for a binary target, else a number.
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<f32>, MlError> {
+        let out = self.forward(x)?;
+        let out = match self.target {
+            Target::Binary => candle_nn::ops::sigmoid(&out)?,
+            Target::Continuous => out,
+        };
+        Ok(out.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// The weights as named tensors (`<prefix>.<layer>.w` / `.b`), for storing.
+    pub fn tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (w, b))| {
+                [
+                    (format!("{prefix}.{i}.w"), w.clone()),
+                    (format!("{prefix}.{i}.b"), b.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// The net stored by [`Net::tensors`] under `prefix`.
+    pub fn from_tensors(
+        tensors: &std::collections::HashMap<String, Tensor>,
+        prefix: &str,
+        target: Target,
+    ) -> Result<Self, MlError> {
+        let mut layers = Vec::new();
+        while let (Some(w), Some(b)) = (
+            tensors.get(&format!("{prefix}.{}.w", layers.len())),
+            tensors.get(&format!("{prefix}.{}.b", layers.len())),
+        ) {
+            layers.push((w.clone(), b.clone()));
+        }
+        if layers.is_empty() {
+            return Err(MlError::Store(format!(
+                "the stored weights have no learner '{prefix}'"
+            )));
+        }
+        Ok(Net { target, layers })
+    }
+
+    /// The same net with its weights on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self, MlError> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|(w, b)| Ok((w.to_device(device)?, b.to_device(device)?)))
+            .collect::<Result<_, MlError>>()?;
+        Ok(Net {
+            target: self.target,
+            layers,
+        })
+    }
+}
+
+/// Trains a base learner on the rows of `x` (`n × d`, f32) and targets `y` (`n × 1`),
+/// with optional row weights `weights` (`n × 1`).
+pub fn fit(
+    x: &Tensor,
+    y: &Tensor,
+    weights: Option<&Tensor>,
+    base: Base,
+    target: Target,
+    options: &TrainOptions,
+    control: &Control,
+) -> Result<Net, MlError> {
+    let (n, _) = x.dims2()?;
+    if n == 0 {
+        return Err(MlError::Input("no rows to train on".into()));
+    }
+    match base {
+        Base::Linear => fit_linear(x, y, weights, target, options, control),
+        Base::Mlp => fit_mlp(x, y, weights, target, options, control),
+    }
+}
+
+/// `X` with a column of ones appended (the intercept).
+fn with_intercept(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, _) = x.dims2()?;
+    let ones = Tensor::ones((n, 1), DType::F32, x.device())?;
+    Tensor::cat(&[x, &ones], 1)
+}
+
+fn to_host(t: &Tensor) -> candle_core::Result<Vec<f64>> {
+    Ok(t
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
+/// Solves `a · x = b` for a symmetric positive definite `a` (`k × k`, row-major) by
+/// Cholesky; `None` when `a` is not positive definite.
+fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
+    let k = b.len();
+    let mut l = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let mut sum = a[i * k + j];
+            for p in 0..j {
+                sum -= l[i * k + p] * l[j * k + p];
+            }
+            if i == j {
+                if sum <= 0.0 || !sum.is_finite() {
+                    return None;
+                }
+                l[i * k + i] = sum.sqrt();
+            } else {
+                l[i * k + j] = sum / l[j * k + j];
+            }
+        }
+    }
+    let mut z = vec![0.0; k];
+    for i in 0..k {
+        let mut sum = b[i];
+        for p in 0..i {
+            sum -= l[i * k + p] * z[p];
+        }
+        z[i] = sum / l[i * k + i];
+    }
+    let mut x = vec![0.0; k];
+    for i in (0..k).rev() {
+        let mut sum = z[i];
+        for p in i + 1..k {
+            sum -= l[p * k + i] * x[p];
+        }
+        x[i] = sum / l[i * k + i];
+    }
+    Some(x)
+}
+
+fn linear_net(w: &[f64], device: &Device, target: Target) -> candle_core::Result<Net> {
+    let d = w.len() - 1;
+    let weights: Vec<f32> = w[..d].iter().map(|&v| v as f32).collect();
+    let layer = (
+        Tensor::from_vec(weights, (d, 1), device)?,
+        Tensor::from_vec(vec![w[d] as f32], (1, 1), device)?,
+    );
+    Ok(Net {
+        target,
+        layers: vec![layer],
+    })
+}
+
+fn fit_linear(
+    x: &Tensor,
+    y: &Tensor,
+    weights: Option<&Tensor>,
+    target: Target,
+    options: &TrainOptions,
+    control: &Control,
+) -> Result<Net, MlError> {
+    let device = x.device();
+    let x1 = with_intercept(x)?;
+    let x1t = x1.t()?.contiguous()?;
+    let k = x1.dims2()?.1;
+    // The penalty on every weight but the intercept; a tiny ridge on the intercept keeps
+    // the Hessian positive definite when a class is absent.
+    let penalty = |i: usize| if i + 1 < k { options.l2 } else { 1e-9 };
+    let mut w = vec![0.0f64; k];
+    for step in 0..NEWTON_STEPS {
+        control.check()?;
+        let wt = Tensor::from_vec(w.iter().map(|&v| v as f32).collect(), (k, 1), device)?;
+        let z = x1.matmul(&wt)?;
+        let (residual, curvature) = match target {
+            Target::Binary => {
+                let p = candle_nn::ops::sigmoid(&z)?;
+                let curvature = p.mul(&p.affine(-1.0, 1.0)?)?;
+                (p.sub(y)?, curvature)
+            }
+            Target::Continuous => (z.sub(y)?, Tensor::ones_like(&z)?),
+        };
+        let (residual, curvature) = match weights {
+            Some(s) => (residual.mul(s)?, curvature.mul(s)?),
+            None => (residual, curvature),
+        };
+        let mut gradient = to_host(&x1t.matmul(&residual)?)?;
+        let mut hessian = to_host(&x1t.matmul(&x1.broadcast_mul(&curvature)?)?)?;
+        for i in 0..k {
+            gradient[i] += penalty(i) * w[i];
+            hessian[i * k + i] += penalty(i);
+        }
+        let delta = cholesky_solve(&hessian, &gradient).ok_or_else(|| {
+            MlError::Input(
+                "the features are degenerate (the normal equations are singular); raise \
+                 l2 or drop a feature"
+                    .into(),
+            )
+        })?;
+        let mut largest = 0f64;
+        for i in 0..k {
+            w[i] -= delta[i];
+            largest = largest.max(delta[i].abs());
+        }
+        (control.progress)(&format!("newton step {}: largest change {largest:.3e}", step + 1));
+        // A continuous target is solved exactly by one step.
+        if largest < NEWTON_TOLERANCE || target == Target::Continuous {
+            break;
+        }
+    }
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(MlError::Input(
+            "training diverged (a weight is not finite); check the features for extreme values"
+                .into(),
+        ));
+    }
+    Ok(linear_net(&w, device, target)?)
+}
+
+/// Weights drawn uniformly in `±sqrt(6 / (inputs + outputs))` (Glorot).
+fn glorot(rng: &mut ChaCha8Rng, inputs: usize, outputs: usize, device: &Device) -> candle_core::Result<Var> {
+    let bound = (6.0 / (inputs + outputs) as f64).sqrt();
+    let values: Vec<f32> = (0..inputs * outputs)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect();
+    Var::from_tensor(&Tensor::from_vec(values, (inputs, outputs), device)?)
+}
+
+fn mlp_loss(
+    out: &Tensor,
+    y: &Tensor,
+    weights: Option<&Tensor>,
+    target: Target,
+) -> candle_core::Result<Tensor> {
+    let per_row = match target {
+        // log(1 + e^z) - y·z, computed without overflow.
+        Target::Binary => {
+            let soft = out.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+            out.relu()?.sub(&y.mul(out)?)?.add(&soft)?
+        }
+        Target::Continuous => out.sub(y)?.sqr()?,
+    };
+    match weights {
+        Some(w) => per_row.mul(w)?.mean_all(),
+        None => per_row.mean_all(),
+    }
+}
+
+fn fit_mlp(
+    x: &Tensor,
+    y: &Tensor,
+    weights: Option<&Tensor>,
+    target: Target,
+    options: &TrainOptions,
+    control: &Control,
+) -> Result<Net, MlError> {
+    let device = x.device();
+    let (n, d) = x.dims2()?;
+    let hidden = options.hidden.max(1);
+    let batch = options.batch_size.clamp(1, n);
+    let batches = n.div_ceil(batch);
+    let epochs = match options.epochs {
+        0 => TARGET_STEPS.div_ceil(batches).clamp(3, 200),
+        e => e,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let w1 = glorot(&mut rng, d, hidden, device)?;
+    let b1 = Var::from_tensor(&Tensor::zeros((1, hidden), DType::F32, device)?)?;
+    let w2 = glorot(&mut rng, hidden, 1, device)?;
+    // Start at the mean target: the first steps then learn structure, not the base rate.
+    let mean = to_host(&y.mean_all()?)?[0];
+    let start = match target {
+        Target::Binary => {
+            let p = mean.clamp(1e-4, 1.0 - 1e-4);
+            (p / (1.0 - p)).ln()
+        }
+        Target::Continuous => mean,
+    };
+    let b2 = Var::from_tensor(&Tensor::from_vec(vec![start as f32], (1, 1), device)?)?;
+    let params = ParamsAdamW {
+        lr: options.learning_rate,
+        weight_decay: options.l2 / 100.0,
+        ..Default::default()
+    };
+    let mut optimizer = AdamW::new(vec![w1.clone(), b1.clone(), w2.clone(), b2.clone()], params)?;
+    let net = |w1: &Var, b1: &Var, w2: &Var, b2: &Var| Net {
+        target,
+        layers: vec![
+            (w1.as_tensor().clone(), b1.as_tensor().clone()),
+            (w2.as_tensor().clone(), b2.as_tensor().clone()),
+        ],
+    };
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    for epoch in 0..epochs {
+        order.shuffle(&mut rng);
+        let mut total = 0f64;
+        for chunk in order.chunks(batch) {
+            control.check()?;
+            let index = Tensor::from_slice(chunk, chunk.len(), device)?;
+            let xb = x.index_select(&index, 0)?;
+            let yb = y.index_select(&index, 0)?;
+            let wb = weights.map(|w| w.index_select(&index, 0)).transpose()?;
+            let out = net(&w1, &b1, &w2, &b2).forward(&xb)?;
+            let loss = mlp_loss(&out, &yb, wb.as_ref(), target)?;
+            optimizer.backward_step(&loss)?;
+            total += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
+        }
+        let loss = total / n as f64;
+        if !loss.is_finite() {
+            return Err(MlError::Input(
+                "training diverged (the loss is not finite); lower learning_rate".into(),
+            ));
+        }
+        (control.progress)(&format!("epoch {}/{epochs}: loss {loss:.5}", epoch + 1));
+    }
+    Ok(net(&w1, &b1, &w2, &b2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet() -> (AtomicBool, impl Fn(&str) + Sync) {
+        (AtomicBool::new(false), |_: &str| {})
+    }
+
+    /// Rows `x ~ U(-2, 2)²` with `P(y) = sigmoid(2·x0 - x1 + 0.5)`.
+    fn data(n: usize) -> (Tensor, Tensor) {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for _ in 0..n {
+            let a: f32 = rng.random_range(-2.0..2.0);
+            let b: f32 = rng.random_range(-2.0..2.0);
+            let p = 1.0 / (1.0 + (-(2.0 * a - b + 0.5)).exp());
+            xs.extend([a, b]);
+            ys.push(f32::from(u8::from(rng.random::<f32>() < p)));
+        }
+        (
+            Tensor::from_vec(xs, (n, 2), &Device::Cpu).unwrap(),
+            Tensor::from_vec(ys, (n, 1), &Device::Cpu).unwrap(),
+        )
+    }
+
+    #[test]
+    fn newton_recovers_the_logistic_coefficients() {
+        let (x, y) = data(20_000);
+        let (cancel, progress) = quiet();
+        let control = Control {
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let options = TrainOptions::default();
+        let net = fit(&x, &y, None, Base::Linear, Target::Binary, &options, &control).unwrap();
+        let w = to_host(&net.layers[0].0).unwrap();
+        let b = to_host(&net.layers[0].1).unwrap();
+        assert!((w[0] - 2.0).abs() < 0.1 && (w[1] + 1.0).abs() < 0.1, "{w:?}");
+        assert!((b[0] - 0.5).abs() < 0.1, "{b:?}");
+    }
+
+    #[test]
+    fn the_perceptron_is_deterministic_for_a_seed_and_learns() {
+        let (x, y) = data(4_000);
+        let (cancel, progress) = quiet();
+        let control = Control {
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let options = TrainOptions {
+            epochs: 5,
+            ..Default::default()
+        };
+        let a = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap();
+        let b = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap();
+        let pa = a.predict(&x).unwrap();
+        assert_eq!(pa, b.predict(&x).unwrap());
+        // Better than the base rate: the mean log loss drops well below ln 2.
+        let ys = to_host(&y).unwrap();
+        let loss: f64 = pa
+            .iter()
+            .zip(&ys)
+            .map(|(&p, &y)| {
+                let p = f64::from(p).clamp(1e-7, 1.0 - 1e-7);
+                -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+            })
+            .sum::<f64>()
+            / ys.len() as f64;
+        assert!(loss < 0.5, "{loss}");
+    }
+
+    #[test]
+    fn a_cancelled_run_stops() {
+        let (x, y) = data(100);
+        let cancel = AtomicBool::new(true);
+        let control = Control {
+            cancel: &cancel,
+            progress: &|_| {},
+        };
+        let options = TrainOptions::default();
+        let err = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap_err();
+        assert!(matches!(err, MlError::Cancelled));
+    }
+
+    #[test]
+    fn ridge_solves_a_linear_target_exactly() {
+        let x = Tensor::from_vec(vec![0f32, 1.0, 2.0, 3.0], (4, 1), &Device::Cpu).unwrap();
+        let y = Tensor::from_vec(vec![1f32, 3.0, 5.0, 7.0], (4, 1), &Device::Cpu).unwrap();
+        let (cancel, progress) = quiet();
+        let control = Control {
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let options = TrainOptions {
+            l2: 0.0,
+            ..Default::default()
+        };
+        let net = fit(&x, &y, None, Base::Linear, Target::Continuous, &options, &control).unwrap();
+        let p = net.predict(&x).unwrap();
+        for (p, y) in p.iter().zip([1.0, 3.0, 5.0, 7.0]) {
+            assert!((p - y).abs() < 1e-4, "{p} vs {y}");
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Uplift modelling: whose buying a treatment (a coupon) changes, from a past randomised
+//! campaign, and how well a model ranks that ([`metrics`]).
+//!
+//! The uplift of a user is `P(convert | treated, x) - P(convert | control, x)`. Four
+//! meta-learners estimate it over a base learner ([`Base`]: logistic regression or a
+//! small perceptron):
+//!
+//! - `s`: one model of the outcome on the features, the treatment flag and their
+//!   products; uplift is its prediction treated minus its prediction untreated.
+//! - `t`: one outcome model per group; uplift is their difference.
+//! - `x`: the two `t` models impute each user's effect (a treated user's outcome minus
+//!   the control model's guess, and the reverse); one regression per group learns the
+//!   imputed effects, and they are averaged with the share of treated users as weight
+//!   (Künzel et al., 2019).
+//! - `ct` (class transformation): one classifier of `z = 1` when a treated user
+//!   converts or a control user does not; `uplift = 2·P(z = 1) - 1`. Rows are weighted
+//!   so both groups count equally, which keeps the identity true when the split is not
+//!   50/50 (Jaskowski & Jaroszewicz, 2012).
+//!
+//! Every learner also returns `p_control`, the control outcome model's probability, and
+//! `p_treated`: for `s` and `t` their treated prediction (so `uplift = p_treated -
+//! p_control` exactly), for `x` and `ct` `p_control + uplift`, clamped to [0, 1].
+//!
+//! Invariants: training is deterministic for a seed (the validation split, the
+//! perceptron's initial weights and batches); the feature transform is fitted on the
+//! training rows only and stored with the model ([`UpliftSpec`]).
+
+pub mod metrics;
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ml::runtime::{Base, Control, FeatureTransform, Matrix, MlError, Net, Target, TrainOptions, fit};
+pub use metrics::{AtKStrategy, Bin, Scored, TopK, qini_auc, uplift_at_k, uplift_auc, uplift_by_bin};
+
+/// A meta-learner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Learner {
+    S,
+    T,
+    X,
+    ClassTransformation,
+}
+
+impl Learner {
+    pub fn parse(text: &str) -> Result<Self, MlError> {
+        match text.to_ascii_lowercase().as_str() {
+            "s" | "s_learner" => Ok(Learner::S),
+            "t" | "t_learner" | "two_models" => Ok(Learner::T),
+            "x" | "x_learner" => Ok(Learner::X),
+            "ct" | "class_transformation" => Ok(Learner::ClassTransformation),
+            other => Err(MlError::Input(format!(
+                "unknown learner '{other}': expected s, t, x or ct"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Learner::S => "s_learner",
+            Learner::T => "t_learner",
+            Learner::X => "x_learner",
+            Learner::ClassTransformation => "class_transformation",
+        }
+    }
+}
+
+/// Everything a training run is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpliftOptions {
+    pub learner: Learner,
+    pub base: Base,
+    pub train: TrainOptions,
+    /// The share of rows held out to evaluate the model (0 evaluates on the training
+    /// rows).
+    pub validation: f64,
+}
+
+impl Default for UpliftOptions {
+    fn default() -> Self {
+        UpliftOptions {
+            learner: Learner::T,
+            base: Base::Linear,
+            train: TrainOptions::default(),
+            validation: 0.3,
+        }
+    }
+}
+
+/// What is stored beside the weights to rebuild a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpliftSpec {
+    pub learner: Learner,
+    pub base: Base,
+    pub transform: FeatureTransform,
+    /// The share of treated users in the training rows.
+    pub treated_share: f64,
+}
+
+/// A trained uplift model.
+#[derive(Debug, Clone)]
+pub struct UpliftModel {
+    pub spec: UpliftSpec,
+    nets: HashMap<String, Net>,
+}
+
+/// Scores of some users.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scores {
+    pub p_treated: Vec<f64>,
+    pub p_control: Vec<f64>,
+    pub uplift: Vec<f64>,
+}
+
+/// A past campaign: the feature columns (and any others) of each user, whether they
+/// were treated and whether they converted.
+pub struct Campaign<'a> {
+    pub rows: &'a RecordBatch,
+    pub features: &'a [String],
+    pub treated: &'a [bool],
+    pub converted: &'a [bool],
+}
+
+/// The held-out evaluation of a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub qini_auc: f64,
+    pub uplift_auc: f64,
+    /// `uplift_at_k` of the top 30% (overall).
+    pub uplift_at_30: f64,
+    pub training_rows: u64,
+    pub validation_rows: u64,
+}
+
+fn tensor(m: &Matrix, device: &Device) -> Result<Tensor, MlError> {
+    Ok(Tensor::from_slice(&m.data, (m.rows, m.cols), device)?)
+}
+
+fn column(values: impl Iterator<Item = f32>, device: &Device) -> Result<Tensor, MlError> {
+    let v: Vec<f32> = values.collect();
+    let n = v.len();
+    Ok(Tensor::from_vec(v, (n, 1), device)?)
+}
+
+/// The rows of `m` where `keep` holds.
+fn rows_where(m: &Matrix, keep: impl Fn(usize) -> bool) -> Matrix {
+    let mut data = Vec::new();
+    let mut rows = 0;
+    for r in 0..m.rows {
+        if keep(r) {
+            data.extend_from_slice(&m.data[r * m.cols..(r + 1) * m.cols]);
+            rows += 1;
+        }
+    }
+    Matrix {
+        rows,
+        cols: m.cols,
+        data,
+    }
+}
+
+/// The S-learner's inputs: `[x, t, t·x]`.
+fn with_treatment(m: &Matrix, treated: impl Fn(usize) -> bool) -> Matrix {
+    let cols = 2 * m.cols + 1;
+    let mut data = Vec::with_capacity(m.rows * cols);
+    for r in 0..m.rows {
+        let x = &m.data[r * m.cols..(r + 1) * m.cols];
+        let t = treated(r);
+        data.extend_from_slice(x);
+        data.push(f32::from(u8::from(t)));
+        if t {
+            data.extend_from_slice(x);
+        } else {
+            data.extend(std::iter::repeat_n(0.0, m.cols));
+        }
+    }
+    Matrix {
+        rows: m.rows,
+        cols,
+        data,
+    }
+}
+
+fn check_groups(treated: &[bool], converted: &[bool]) -> Result<(), MlError> {
+    let t = treated.iter().filter(|&&t| t).count();
+    if t == 0 || t == treated.len() {
+        return Err(MlError::Input(
+            "the training rows must include both treated and control users".into(),
+        ));
+    }
+    if converted.iter().all(|&c| c) || !converted.iter().any(|&c| c) {
+        return Err(MlError::Input(
+            "the outcome is the same for every training row: nothing to learn".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl UpliftModel {
+    /// Trains on the campaign's rows minus a validation share, and evaluates on that
+    /// share.
+    pub fn train(
+        campaign: &Campaign,
+        options: &UpliftOptions,
+        device: &Device,
+        control: &Control,
+    ) -> Result<(UpliftModel, Evaluation), MlError> {
+        let n = campaign.rows.num_rows();
+        if !(0.0..1.0).contains(&options.validation) {
+            return Err(MlError::Input(format!(
+                "validation must be a share in [0, 1), found {}",
+                options.validation
+            )));
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.train.seed));
+        let held_out = (n as f64 * options.validation).round() as usize;
+        let (validation, training) = order.split_at(held_out);
+        let (mut validation, mut training) = (validation.to_vec(), training.to_vec());
+        validation.sort_unstable();
+        training.sort_unstable();
+        if training.is_empty() {
+            return Err(MlError::Input("no rows to train on".into()));
+        }
+        let pick = |rows: &[u32]| -> Result<(RecordBatch, Vec<bool>, Vec<bool>), MlError> {
+            let batch = take_record_batch(campaign.rows, &UInt32Array::from(rows.to_vec()))
+                .map_err(|e| MlError::Input(e.to_string()))?;
+            let t = rows.iter().map(|&r| campaign.treated[r as usize]).collect();
+            let y = rows.iter().map(|&r| campaign.converted[r as usize]).collect();
+            Ok((batch, t, y))
+        };
+        let (train_rows, t, y) = pick(&training)?;
+        check_groups(&t, &y)?;
+        let transform = FeatureTransform::fit(&train_rows, campaign.features)?;
+        let x = transform.transform(&train_rows)?;
+        let model = Self::fit(&x, &t, &y, transform, options, device, control)?;
+        let (eval_rows, et, ey) = if validation.is_empty() {
+            (train_rows, t, y)
+        } else {
+            pick(&validation)?
+        };
+        let scores = model.predict(&eval_rows, device)?;
+        let scored: Vec<Scored> = scores
+            .uplift
+            .iter()
+            .zip(et.iter().zip(&ey))
+            .map(|(&score, (&treated, &converted))| Scored {
+                score,
+                treated,
+                converted,
+            })
+            .collect();
+        let evaluation = Evaluation {
+            qini_auc: qini_auc(&scored)?,
+            uplift_auc: uplift_auc(&scored)?,
+            uplift_at_30: uplift_at_k(&scored, TopK::Share(0.3), AtKStrategy::Overall)?,
+            training_rows: training.len() as u64,
+            validation_rows: validation.len() as u64,
+        };
+        Ok((model, evaluation))
+    }
+
+    fn fit(
+        x: &Matrix,
+        treated: &[bool],
+        converted: &[bool],
+        transform: FeatureTransform,
+        options: &UpliftOptions,
+        device: &Device,
+        control: &Control,
+    ) -> Result<UpliftModel, MlError> {
+        let share = treated.iter().filter(|&&t| t).count() as f64 / treated.len() as f64;
+        let y = |rows: &mut dyn Iterator<Item = usize>| {
+            column(rows.map(|r| f32::from(u8::from(converted[r]))), device)
+        };
+        let group_rows = |g: bool| (0..x.rows).filter(move |&r| treated[r] == g);
+        let train = |m: &Matrix, y: &Tensor, w: Option<&Tensor>, target: Target| {
+            fit(&tensor(m, device)?, y, w, options.base, target, &options.train, control)
+        };
+        let mut nets = HashMap::new();
+        let x0 = rows_where(x, |r| !treated[r]);
+        let x1 = rows_where(x, |r| treated[r]);
+        let y0 = y(&mut group_rows(false))?;
+        let y1 = y(&mut group_rows(true))?;
+        match options.learner {
+            Learner::S => {
+                let xs = with_treatment(x, |r| treated[r]);
+                let all = y(&mut (0..x.rows))?;
+                nets.insert("mu".into(), train(&xs, &all, None, Target::Binary)?);
+            }
+            Learner::T | Learner::X => {
+                let mu0 = train(&x0, &y0, None, Target::Binary)?;
+                let mu1 = train(&x1, &y1, None, Target::Binary)?;
+                if options.learner == Learner::X {
+                    // Imputed effects: treated outcome minus the control model's guess,
+                    // and the treated model's guess minus the control outcome.
+                    let d1 = y1.sub(&tensor_predict(&mu0, &x1, device)?)?;
+                    let d0 = tensor_predict(&mu1, &x0, device)?.sub(&y0)?;
+                    nets.insert("tau1".into(), train(&x1, &d1, None, Target::Continuous)?);
+                    nets.insert("tau0".into(), train(&x0, &d0, None, Target::Continuous)?);
+                }
+                nets.insert("mu0".into(), mu0);
+                nets.insert("mu1".into(), mu1);
+            }
+            Learner::ClassTransformation => {
+                let z = column(
+                    (0..x.rows).map(|r| f32::from(u8::from(converted[r] == treated[r]))),
+                    device,
+                )?;
+                let (wt, wc) = (0.5 / share, 0.5 / (1.0 - share));
+                let w = column(
+                    (0..x.rows).map(|r| if treated[r] { wt as f32 } else { wc as f32 }),
+                    device,
+                )?;
+                nets.insert("ct".into(), train(x, &z, Some(&w), Target::Binary)?);
+                nets.insert("mu0".into(), train(&x0, &y0, None, Target::Binary)?);
+            }
+        }
+        Ok(UpliftModel {
+            spec: UpliftSpec {
+                learner: options.learner,
+                base: options.base,
+                transform,
+                treated_share: share,
+            },
+            nets,
+        })
+    }
+
+    fn net(&self, name: &str) -> Result<&Net, MlError> {
+        self.nets
+            .get(name)
+            .ok_or_else(|| MlError::Store(format!("the model has no learner '{name}'")))
+    }
+
+    /// Scores the rows of `batch` (the feature columns found by name).
+    pub fn predict(&self, batch: &RecordBatch, device: &Device) -> Result<Scores, MlError> {
+        let x = self.spec.transform.transform(batch)?;
+        let n = x.rows;
+        if n == 0 {
+            return Ok(Scores::default());
+        }
+        let predict = |name: &str, m: &Matrix| -> Result<Vec<f64>, MlError> {
+            let p = self.net(name)?.predict(&tensor(m, device)?)?;
+            Ok(p.into_iter().map(f64::from).collect())
+        };
+        let clamp = |v: f64| v.clamp(0.0, 1.0);
+        let (p_treated, p_control, uplift) = match self.spec.learner {
+            Learner::S => {
+                let p1 = predict("mu", &with_treatment(&x, |_| true))?;
+                let p0 = predict("mu", &with_treatment(&x, |_| false))?;
+                let u = p1.iter().zip(&p0).map(|(a, b)| a - b).collect();
+                (p1, p0, u)
+            }
+            Learner::T => {
+                let p1 = predict("mu1", &x)?;
+                let p0 = predict("mu0", &x)?;
+                let u = p1.iter().zip(&p0).map(|(a, b)| a - b).collect();
+                (p1, p0, u)
+            }
+            Learner::X => {
+                let p0 = predict("mu0", &x)?;
+                let t0 = predict("tau0", &x)?;
+                let t1 = predict("tau1", &x)?;
+                let e = self.spec.treated_share;
+                let u: Vec<f64> = t0.iter().zip(&t1).map(|(a, b)| e * a + (1.0 - e) * b).collect();
+                let p1 = p0.iter().zip(&u).map(|(p, u)| clamp(p + u)).collect();
+                (p1, p0, u)
+            }
+            Learner::ClassTransformation => {
+                let q = predict("ct", &x)?;
+                let p0 = predict("mu0", &x)?;
+                let u: Vec<f64> = q.iter().map(|q| 2.0 * q - 1.0).collect();
+                let p1 = p0.iter().zip(&u).map(|(p, u)| clamp(p + u)).collect();
+                (p1, p0, u)
+            }
+        };
+        Ok(Scores {
+            p_treated,
+            p_control,
+            uplift,
+        })
+    }
+
+    /// The weights, for the registry.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut names: Vec<&String> = self.nets.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|name| self.nets[name].tensors(name))
+            .collect()
+    }
+
+    /// The model stored as `spec` and `tensors`, with its weights on `device`.
+    pub fn from_parts(
+        spec: UpliftSpec,
+        tensors: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self, MlError> {
+        let names: &[(&str, Target)] = match spec.learner {
+            Learner::S => &[("mu", Target::Binary)],
+            Learner::T => &[("mu0", Target::Binary), ("mu1", Target::Binary)],
+            Learner::X => &[
+                ("mu0", Target::Binary),
+                ("mu1", Target::Binary),
+                ("tau0", Target::Continuous),
+                ("tau1", Target::Continuous),
+            ],
+            Learner::ClassTransformation => &[("ct", Target::Binary), ("mu0", Target::Binary)],
+        };
+        let mut nets = HashMap::new();
+        for (name, target) in names {
+            let net = Net::from_tensors(tensors, name, *target)?.to_device(device)?;
+            nets.insert(name.to_string(), net);
+        }
+        Ok(UpliftModel { spec, nets })
+    }
+}
+
+fn tensor_predict(net: &Net, m: &Matrix, device: &Device) -> Result<Tensor, MlError> {
+    column(net.predict(&tensor(m, device)?)?.into_iter(), device)
+}
+
+#[cfg(test)]
+mod tests;
