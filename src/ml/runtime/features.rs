@@ -138,10 +138,10 @@ impl FeatureTransform {
                 let values = numbers(name, array)?;
                 let present: Vec<f64> = values.iter().flatten().copied().collect();
                 if present.is_empty() {
-                    return Err(MlError::Column {
-                        column: name.clone(),
-                        message: "has no value in the training rows (all NULL or NaN)".into(),
-                    });
+                    return Err(MlError::Input(format!(
+                        "feature column {name} has no value in the training rows (all NULL \
+                         or NaN): drop it from the features"
+                    )));
                 }
                 let n = present.len() as f64;
                 let mean = present.iter().sum::<f64>() / n;
