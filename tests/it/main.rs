@@ -12,6 +12,7 @@ mod rules;
 mod server;
 mod slt;
 mod stats_differential;
+mod uplift;
 mod uplift_differential;
 
 use datafusion::arrow::array::RecordBatch;
