@@ -194,7 +194,7 @@ def main() -> None:
         fit.add_argument("--features", help="comma-separated feature columns")
         fit.add_argument("--treatment", default="treatment")
         fit.add_argument("--outcome", default="converted")
-        fit.add_argument("--threads", type=int, help="LightGBM's n_jobs (default: its own, all cores)")
+        fit.add_argument("--threads", type=int, help="LightGBM's n_jobs (default: all cores)")
     args = parser.parse_args()
     if args.command == "make-data":
         result = make_data(args)

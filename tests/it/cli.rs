@@ -696,3 +696,27 @@ fn rules_example_matches_and_applies_on_the_demo_events() {
     let (ok, stderr, _) = run();
     assert!(!ok && stderr.contains("rules_thanks"), "{stderr}");
 }
+
+#[test]
+fn uplift_example_recovers_the_true_effect_and_targets_under_a_budget() {
+    let data = demo_data("5000");
+    let (ok, stderr, out) = run_example(data.path(), "uplift.sql");
+    assert!(ok, "{stderr}\n{out}");
+    let number = |fields: &[String], i: usize| -> f64 {
+        fields[i].parse().unwrap_or_else(|_| panic!("{fields:?}"))
+    };
+    // Trained and deployed, ranking held-out users better than random.
+    let trained = csv_line(&out, "coupon_uplift,1,t_learner/mlp,3500,1500,");
+    assert!(number(&trained, 5) > 0.03, "{trained:?}");
+    // The scores follow the true effect, which the model never saw.
+    let recovered = csv_line(&out, "recovered,");
+    assert!(number(&recovered, 1) > 0.25, "{recovered:?}");
+    // Persuadables truly gain more than the users it says to leave alone.
+    let true_uplift = |quadrant: &str| number(&csv_line(&out, &format!("{quadrant},")), 2);
+    assert!(true_uplift("persuadable") > true_uplift("lost_cause") + 0.02, "{out}");
+    assert!(true_uplift("persuadable") > true_uplift("sleeping_dog") + 0.02, "{out}");
+    // 500 coupons to the top persuadables buy over twice what random targeting would.
+    let budget = csv_line(&out, "budget,");
+    assert_eq!(budget[1], "500");
+    assert!(number(&budget, 2) > 2.0 * number(&budget, 3), "{budget:?}");
+}

@@ -51,7 +51,7 @@ pub struct TrainOptions {
     /// Hidden units of the perceptron.
     pub hidden: usize,
     /// Passes over the rows (perceptron); 0 picks enough for about 3 000 steps, at
-    /// least 3 and at most 200.
+    /// least 3 and at most 20.
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -97,9 +97,13 @@ pub struct Net {
 }
 
 const NEWTON_STEPS: usize = 30;
-const NEWTON_TOLERANCE: f64 = 1e-7;
-/// Mini-batch steps the perceptron aims for when `epochs` is 0.
+/// Relative change of the weights below which Newton's method has converged.
+const NEWTON_TOLERANCE: f64 = 1e-6;
+/// Mini-batch steps the perceptron aims for when `epochs` is 0 ...
 const TARGET_STEPS: usize = 3000;
+/// ... in at most this many passes: more passes over a small campaign learn its noise
+/// (on the demo campaign, held-out Qini falls from 0.12 at 20 passes to 0.08 at 200).
+const MAX_AUTO_EPOCHS: usize = 20;
 
 impl Net {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -263,6 +267,11 @@ fn linear_net(w: &[f64], device: &Device, target: Target) -> candle_core::Result
     })
 }
 
+/// Rows above which Newton's method first runs on an evenly strided sample of about
+/// this many rows: that reaches the neighbourhood of the optimum for a fraction of the
+/// cost, and the steps over every row then converge quadratically from there.
+const WARM_START_ROWS: usize = 50_000;
+
 fn fit_linear(
     x: &Tensor,
     y: &Tensor,
@@ -272,13 +281,57 @@ fn fit_linear(
     control: &Control,
 ) -> Result<Net, MlError> {
     let device = x.device();
+    let (n, d) = x.dims2()?;
+    let mut w = vec![0.0f64; d + 1];
+    if n > 2 * WARM_START_ROWS && target == Target::Binary {
+        let stride = n / WARM_START_ROWS;
+        let rows: Vec<u32> = (0..n).step_by(stride).map(|r| r as u32).collect();
+        let index = Tensor::from_slice(&rows, rows.len(), device)?;
+        let sample_weights = weights.map(|s| s.index_select(&index, 0)).transpose()?;
+        // The penalty is on the summed loss: scaled to the sample's share of the rows.
+        let share = rows.len() as f64 / n as f64;
+        w = newton(
+            &x.index_select(&index, 0)?,
+            &y.index_select(&index, 0)?,
+            sample_weights.as_ref(),
+            w,
+            options.l2 * share,
+            target,
+            control,
+            "warm start",
+        )?;
+    }
+    let w = newton(x, y, weights, w, options.l2, target, control, "newton")?;
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(MlError::Input(
+            "training diverged (a weight is not finite); check the features for extreme values"
+                .into(),
+        ));
+    }
+    Ok(linear_net(&w, device, target)?)
+}
+
+/// Newton's method from `w` for the penalised loss; returns the optimum (to float
+/// precision). A continuous target is solved by one step.
+#[allow(clippy::too_many_arguments)]
+fn newton(
+    x: &Tensor,
+    y: &Tensor,
+    weights: Option<&Tensor>,
+    mut w: Vec<f64>,
+    l2: f64,
+    target: Target,
+    control: &Control,
+    stage: &str,
+) -> Result<Vec<f64>, MlError> {
+    let device = x.device();
     let x1 = with_intercept(x)?;
     let x1t = x1.t()?.contiguous()?;
-    let k = x1.dims2()?.1;
+    let k = w.len();
     // The penalty on every weight but the intercept; a tiny ridge on the intercept keeps
     // the Hessian positive definite when a class is absent.
-    let penalty = |i: usize| if i + 1 < k { options.l2 } else { 1e-9 };
-    let mut w = vec![0.0f64; k];
+    let penalty = |i: usize| if i + 1 < k { l2 } else { 1e-9 };
+    let mut previous = f64::INFINITY;
     for step in 0..NEWTON_STEPS {
         control.check()?;
         let wt = Tensor::from_vec(w.iter().map(|&v| v as f32).collect(), (k, 1), device)?;
@@ -311,21 +364,18 @@ fn fit_linear(
         let mut largest = 0f64;
         for i in 0..k {
             w[i] -= delta[i];
-            largest = largest.max(delta[i].abs());
+            largest = largest.max(delta[i].abs() / (1.0 + w[i].abs()));
         }
-        (control.progress)(&format!("newton step {}: largest change {largest:.3e}", step + 1));
-        // A continuous target is solved exactly by one step.
-        if largest < NEWTON_TOLERANCE || target == Target::Continuous {
+        (control.progress)(&format!("{stage} step {}: largest change {largest:.3e}", step + 1));
+        // Done when the steps are below the tolerance, or stop shrinking: the f32 sums
+        // over the rows have a noise floor that no further step gets under.
+        let stalled = step >= 2 && largest >= previous;
+        if largest < NEWTON_TOLERANCE || stalled || target == Target::Continuous {
             break;
         }
+        previous = largest;
     }
-    if w.iter().any(|v| !v.is_finite()) {
-        return Err(MlError::Input(
-            "training diverged (a weight is not finite); check the features for extreme values"
-                .into(),
-        ));
-    }
-    Ok(linear_net(&w, device, target)?)
+    Ok(w)
 }
 
 /// Weights drawn uniformly in `±sqrt(6 / (inputs + outputs))` (Glorot).
@@ -371,7 +421,7 @@ fn fit_mlp(
     let batch = options.batch_size.clamp(1, n);
     let batches = n.div_ceil(batch);
     let epochs = match options.epochs {
-        0 => TARGET_STEPS.div_ceil(batches).clamp(3, 200),
+        0 => TARGET_STEPS.div_ceil(batches).clamp(3, MAX_AUTO_EPOCHS),
         e => e,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);

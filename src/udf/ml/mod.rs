@@ -8,7 +8,7 @@
 //! SELECT * FROM uplift_train('coupon_uplift',
 //!   'SELECT treatment, converted, recency_days, frequency, monetary, age, level, city
 //!      FROM campaign',
-//!   'treatment', 'converted', 'learner = t, base = logistic');
+//!   'treatment', 'converted', 'learner = t, base = mlp');
 //! ```
 //!
 //! Trains on the query's rows ([`crate::ml::uplift`]), holds `validation` of them out,
@@ -22,11 +22,11 @@
 //! | key | default | meaning |
 //! | --- | --- | --- |
 //! | `learner` | `t` | `s`, `t`, `x` or `ct` (class transformation) |
-//! | `base` | `logistic` | `logistic` (Newton, exact) or `mlp` (one hidden layer) |
+//! | `base` | `mlp` | `mlp` (one hidden layer of ReLU units) or `logistic` (Newton's method, exact) |
 //! | `features` | the other columns | feature columns, separated by spaces |
 //! | `validation` | 0.3 | share of rows held out for the metrics (0: evaluate on the training rows) |
 //! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`) |
-//! | `hidden`, `epochs`, `batch_size`, `learning_rate` | 32, automatic, 1024, 0.01 | the perceptron |
+//! | `hidden`, `epochs`, `batch_size`, `learning_rate` | 32, automatic (about 3 000 steps in 3 to 20 passes), 1024, 0.01 | the perceptron |
 //! | `seed` | 42 | the validation split and the perceptron's weights and batches |
 //! | `deploy` | `auto` | `auto`: deploy if it is the first version or its held-out Qini AUC is at least the deployed one's; `always`; `never` |
 //!
