@@ -341,14 +341,15 @@ mod tests {
 
     #[test]
     fn a_perfect_ranking_scores_one_and_its_reverse_less_than_zero() {
-        // Treated responders, then the indifferent (tied, as the perfect model ties
-        // them), then control responders.
+        // Treated responders, then the indifferent, then control responders; the last
+        // two groups tied, as the perfect model ties them (a step inside a group would
+        // bend the curve away from the perfect one's straight segment).
         let rows = vec![
             row(0.9, true, true),
             row(0.8, true, true),
             row(0.5, true, false),
             row(0.5, false, false),
-            row(0.1, false, true),
+            row(0.0, false, true),
             row(0.0, false, true),
         ];
         assert!((qini_auc(&rows).unwrap() - 1.0).abs() < 1e-12);
