@@ -122,7 +122,15 @@ async fn compare(
         peer(
             python,
             &[
-                "fit", "--train", train, "--test", test, "--method", method, "--threads", threads,
+                "fit",
+                "--train",
+                train,
+                "--test",
+                test,
+                "--method",
+                method,
+                "--threads",
+                threads,
             ],
         )
     };
@@ -161,7 +169,8 @@ async fn main() {
     let users = args::num_arg("--users", 200_000);
     let train_rows = args::num_arg("--train-rows", 1_000_000);
     let threads = args::arg("--threads").unwrap_or_else(|| "2".into());
-    let python = std::env::var("MARTDB_BENCH_PYTHON").expect("MARTDB_BENCH_PYTHON (scripts/bench-uplift.sh sets it)");
+    let python = std::env::var("MARTDB_BENCH_PYTHON")
+        .expect("MARTDB_BENCH_PYTHON (scripts/bench-uplift.sh sets it)");
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path().join("db").to_str().unwrap())
         .await
@@ -174,8 +183,15 @@ async fn main() {
     let made = peer(
         &python,
         &[
-            "make-data", "--rows", &rows.to_string(), "--features", "20", "--seed", "42",
-            "--out", synthetic.to_str().unwrap(),
+            "make-data",
+            "--rows",
+            &rows.to_string(),
+            "--features",
+            "20",
+            "--seed",
+            "42",
+            "--out",
+            synthetic.to_str().unwrap(),
         ],
     );
     println!("synthetic: {made}");
@@ -193,7 +209,10 @@ async fn main() {
             .await
             .unwrap();
     }
-    let synthetic_features = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(", ");
+    let synthetic_features = (0..20)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
 
     // The demo campaign, split 70/30 by user id.
     martdb::demo::write(&engine, DemoOptions { users, seed: 42 }, false)
@@ -218,7 +237,15 @@ async fn main() {
             .unwrap();
     }
 
-    compare(&engine, &python, "synthetic", &data, &synthetic_features, &threads).await;
+    compare(
+        &engine,
+        &python,
+        "synthetic",
+        &data,
+        &synthetic_features,
+        &threads,
+    )
+    .await;
     compare(&engine, &python, "demo", &data, demo_features, &threads).await;
 
     // Training time on `train_rows` × 20.
@@ -227,8 +254,17 @@ async fn main() {
     peer(
         &python,
         &[
-            "make-data", "--rows", &all_rows.to_string(), "--features", "20", "--seed", "7",
-            "--out", big.to_str().unwrap(), "--test-share", "0.01",
+            "make-data",
+            "--rows",
+            &all_rows.to_string(),
+            "--features",
+            "20",
+            "--seed",
+            "7",
+            "--out",
+            big.to_str().unwrap(),
+            "--test-share",
+            "0.01",
         ],
     );
     let big_train = big.join("train.parquet");
@@ -258,13 +294,21 @@ async fn main() {
     for _ in 0..3 {
         let timed = peer(
             &python,
-            &["time-fit", "--train", big_train.to_str().unwrap(), "--method", "sklift_two_models_lr"],
+            &[
+                "time-fit",
+                "--train",
+                big_train.to_str().unwrap(),
+                "--method",
+                "sklift_two_models_lr",
+            ],
         );
         peer_seconds.push(timed["fit_seconds"].as_f64().unwrap());
     }
     let peer_best = peer_seconds.iter().copied().fold(f64::INFINITY, f64::min);
     println!("\n## Training time, {n} rows x 20 features (best of 3)\n");
-    println!("martdb uplift_train (t, logistic; SQL end to end): {ours_best:.3} s {ours_seconds:?}");
+    println!(
+        "martdb uplift_train (t, logistic; SQL end to end): {ours_best:.3} s {ours_seconds:?}"
+    );
     println!("scikit-uplift TwoModels(LogisticRegression) fit: {peer_best:.3} s {peer_seconds:?}");
     println!("ratio: martdb is {:.1}x faster", peer_best / ours_best);
 
@@ -273,7 +317,9 @@ async fn main() {
         let started = Instant::now();
         let scored = scalar(
             &engine,
-            &format!("SELECT count(uplift) FROM uplift_predict('{model}', 'SELECT * FROM {table}')"),
+            &format!(
+                "SELECT count(uplift) FROM uplift_predict('{model}', 'SELECT * FROM {table}')"
+            ),
         )
         .await;
         let seconds = started.elapsed().as_secs_f64();

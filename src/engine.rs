@@ -27,8 +27,8 @@ use crate::catalog::{
 };
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
-use crate::rewrite::compat::CompatParser;
 use crate::ml::runtime::ModelRegistry;
+use crate::rewrite::compat::CompatParser;
 use crate::rules::{RuleStore, Rules};
 use crate::session::Session;
 use crate::storage::{Storage, StorageOptions};

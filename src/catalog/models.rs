@@ -42,7 +42,9 @@ pub fn table(registry: ModelRegistry) -> ComputedTable {
             schema,
             vec![
                 strings(&|m| m.name.clone()),
-                Arc::new(Int64Array::from_iter_values(models.iter().map(|m| m.version))),
+                Arc::new(Int64Array::from_iter_values(
+                    models.iter().map(|m| m.version),
+                )),
                 strings(&|m| m.kind.clone()),
                 strings(&|m| m.algorithm.clone()),
                 strings(&|m| m.features.join(", ")),

@@ -233,7 +233,9 @@ fn normalise(key: &str, value: &str) -> Result<String, SessionError> {
             // Checked now, so a session never holds a device it cannot use.
             let device = crate::ml::runtime::MlDevice::parse(value)
                 .map_err(|_| invalid("'cpu', 'cuda' or 'cuda:N'"))?;
-            device.open().map_err(|e| invalid(&format!("an available device: {e}")))?;
+            device
+                .open()
+                .map_err(|e| invalid(&format!("an available device: {e}")))?;
             Ok(device.to_string())
         }
         "transaction_read_only" | "default_transaction_read_only" | "jit" | "row_security" => {

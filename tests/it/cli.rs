@@ -713,8 +713,14 @@ fn uplift_example_recovers_the_true_effect_and_targets_under_a_budget() {
     assert!(number(&recovered, 1) > 0.25, "{recovered:?}");
     // Persuadables truly gain more than the users it says to leave alone.
     let true_uplift = |quadrant: &str| number(&csv_line(&out, &format!("{quadrant},")), 2);
-    assert!(true_uplift("persuadable") > true_uplift("lost_cause") + 0.02, "{out}");
-    assert!(true_uplift("persuadable") > true_uplift("sleeping_dog") + 0.02, "{out}");
+    assert!(
+        true_uplift("persuadable") > true_uplift("lost_cause") + 0.02,
+        "{out}"
+    );
+    assert!(
+        true_uplift("persuadable") > true_uplift("sleeping_dog") + 0.02,
+        "{out}"
+    );
     // 500 coupons to the top persuadables buy over twice what random targeting would.
     let budget = csv_line(&out, "budget,");
     assert_eq!(budget[1], "500");

@@ -44,8 +44,10 @@ async fn uplift_is_trained_scored_and_refused_over_the_wire() {
         )
         .await
         .unwrap();
-    let by_segment: Vec<(bool, i64, f64)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let by_segment: Vec<(bool, i64, f64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(by_segment.len(), 2);
     assert_eq!(by_segment[0].1 + by_segment[1].1, 6000);
     assert!(by_segment[1].2 > by_segment[0].2 + 0.1, "{by_segment:?}");
@@ -61,7 +63,10 @@ async fn uplift_is_trained_scored_and_refused_over_the_wire() {
             "SELECT * FROM uplift_predict('coupon', 'SELECT a, b FROM campaign')",
             "42703",
         ),
-        ("SELECT * FROM uplift_predict('nope', 'SELECT * FROM campaign')", "42704"),
+        (
+            "SELECT * FROM uplift_predict('nope', 'SELECT * FROM campaign')",
+            "42704",
+        ),
         (
             "SELECT * FROM uplift_train('coupon', 'SELECT treatment, converted, \
              CAST(NULL AS DOUBLE) AS empty FROM campaign', 'treatment', 'converted')",
@@ -94,7 +99,10 @@ async fn uplift_is_trained_scored_and_refused_over_the_wire() {
     assert_eq!(db.code().code(), "22023", "{db}");
     #[cfg(not(feature = "cuda"))]
     assert!(db.message().contains("without the `cuda` feature"), "{db}");
-    client.batch_execute("SET martdb.ml_device = 'cpu'").await.unwrap();
+    client
+        .batch_execute("SET martdb.ml_device = 'cpu'")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,6 +125,9 @@ async fn a_read_only_session_scores_but_does_not_train_or_deploy() {
         .await
         .unwrap();
     assert_eq!(crate::rows(&scored), [["6000"]]);
-    let versions = engine.sql("SELECT count(*) FROM martdb.models").await.unwrap();
+    let versions = engine
+        .sql("SELECT count(*) FROM martdb.models")
+        .await
+        .unwrap();
     assert_eq!(crate::rows(&versions), [["1"]]);
 }

@@ -27,13 +27,17 @@ fn campaign(rng: &mut ChaCha8Rng) -> Campaign {
     let n = rng.random_range(20..400);
     let treated_share = rng.random_range(0.1..0.9);
     let response = rng.random_range(0.05..0.7);
-    let mut t: Vec<u8> = (0..n).map(|_| u8::from(rng.random_bool(treated_share))).collect();
+    let mut t: Vec<u8> = (0..n)
+        .map(|_| u8::from(rng.random_bool(treated_share)))
+        .collect();
     // Both groups, at least two users each, so every `k` below is valid for both.
     t[0] = 1;
     t[1] = 1;
     t[2] = 0;
     t[3] = 0;
-    let y = (0..n).map(|_| u8::from(rng.random_bool(response))).collect();
+    let y = (0..n)
+        .map(|_| u8::from(rng.random_bool(response)))
+        .collect();
     // Distinct scores: a random permutation of 0..n, scaled.
     let mut u: Vec<f64> = (0..n).map(|i| i as f64 / n as f64 - 0.5).collect();
     for i in (1..n).rev() {
@@ -125,11 +129,31 @@ async fn uplift_metrics_agree_with_scikit_uplift() {
         );
         let batches = engine.sql(&sql).await.unwrap();
         let b = &batches[0];
-        close(&format!("set {g} qini_auc"), value(b, 0, 0), &reference["qini_auc"]);
-        close(&format!("set {g} uplift_auc"), value(b, 1, 0), &reference["uplift_auc"]);
-        close(&format!("set {g} uplift_at_k overall"), value(b, 2, 0), &reference["at_k_overall"]);
-        close(&format!("set {g} uplift_at_k by_group"), value(b, 3, 0), &reference["at_k_by_group"]);
-        close(&format!("set {g} uplift_at_k count"), value(b, 4, 0), &reference["at_k_count"]);
+        close(
+            &format!("set {g} qini_auc"),
+            value(b, 0, 0),
+            &reference["qini_auc"],
+        );
+        close(
+            &format!("set {g} uplift_auc"),
+            value(b, 1, 0),
+            &reference["uplift_auc"],
+        );
+        close(
+            &format!("set {g} uplift_at_k overall"),
+            value(b, 2, 0),
+            &reference["at_k_overall"],
+        );
+        close(
+            &format!("set {g} uplift_at_k by_group"),
+            value(b, 3, 0),
+            &reference["at_k_by_group"],
+        );
+        close(
+            &format!("set {g} uplift_at_k count"),
+            value(b, 4, 0),
+            &reference["at_k_count"],
+        );
 
         let deciles = engine
             .sql(&format!(
@@ -142,12 +166,28 @@ async fn uplift_metrics_agree_with_scikit_uplift() {
         let mut row = 0;
         for batch in &deciles {
             for r in 0..batch.num_rows() {
-                assert_eq!(value(batch, 0, r), expected["treated"][row].as_f64(), "set {g} bin {row}");
-                assert_eq!(value(batch, 1, r), expected["control"][row].as_f64(), "set {g} bin {row}");
-                close(&format!("set {g} bin {row} uplift"), value(batch, 2, r), &expected["uplift"][row]);
+                assert_eq!(
+                    value(batch, 0, r),
+                    expected["treated"][row].as_f64(),
+                    "set {g} bin {row}"
+                );
+                assert_eq!(
+                    value(batch, 1, r),
+                    expected["control"][row].as_f64(),
+                    "set {g} bin {row}"
+                );
+                close(
+                    &format!("set {g} bin {row} uplift"),
+                    value(batch, 2, r),
+                    &expected["uplift"][row],
+                );
                 row += 1;
             }
         }
-        assert_eq!(row, expected["treated"].as_array().unwrap().len(), "set {g}: bins");
+        assert_eq!(
+            row,
+            expected["treated"].as_array().unwrap().len(),
+            "set {g}: bins"
+        );
     }
 }

@@ -118,13 +118,10 @@ fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>, MlError> {
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| MlError::Column {
-            column: name.into(),
-            message: "the model needs this feature column, and the query does not return it"
-                .into(),
-        })
+    batch.column_by_name(name).ok_or_else(|| MlError::Column {
+        column: name.into(),
+        message: "the model needs this feature column, and the query does not return it".into(),
+    })
 }
 
 impl FeatureTransform {
@@ -149,7 +146,11 @@ impl FeatureTransform {
                 let std = variance.sqrt();
                 FeatureKind::Numeric {
                     mean,
-                    scale: if std > 0.0 && std.is_finite() { std } else { 1.0 },
+                    scale: if std > 0.0 && std.is_finite() {
+                        std
+                    } else {
+                        1.0
+                    },
                     missing_indicator: present.len() < values.len(),
                 }
             } else if is_text(data_type) {
@@ -279,7 +280,10 @@ mod tests {
                 "city",
                 Arc::new(StringArray::from(vec![Some("zzz"), None])) as ArrayRef,
             ),
-            ("flat", Arc::new(Float64Array::from(vec![3.0, 9.0])) as ArrayRef),
+            (
+                "flat",
+                Arc::new(Float64Array::from(vec![3.0, 9.0])) as ArrayRef,
+            ),
             (
                 "age",
                 Arc::new(Int32Array::from(vec![Some(30), None])) as ArrayRef,

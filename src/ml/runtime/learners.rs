@@ -206,8 +206,7 @@ fn with_intercept(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 fn to_host(t: &Tensor) -> candle_core::Result<Vec<f64>> {
-    Ok(t
-        .flatten_all()?
+    Ok(t.flatten_all()?
         .to_vec1::<f32>()?
         .into_iter()
         .map(f64::from)
@@ -366,7 +365,10 @@ fn newton(
             w[i] -= delta[i];
             largest = largest.max(delta[i].abs() / (1.0 + w[i].abs()));
         }
-        (control.progress)(&format!("{stage} step {}: largest change {largest:.3e}", step + 1));
+        (control.progress)(&format!(
+            "{stage} step {}: largest change {largest:.3e}",
+            step + 1
+        ));
         // Done when the steps are below the tolerance, or stop shrinking: the f32 sums
         // over the rows have a noise floor that no further step gets under.
         let stalled = step >= 2 && largest >= previous;
@@ -379,7 +381,12 @@ fn newton(
 }
 
 /// Weights drawn uniformly in `±sqrt(6 / (inputs + outputs))` (Glorot).
-fn glorot(rng: &mut ChaCha8Rng, inputs: usize, outputs: usize, device: &Device) -> candle_core::Result<Var> {
+fn glorot(
+    rng: &mut ChaCha8Rng,
+    inputs: usize,
+    outputs: usize,
+    device: &Device,
+) -> candle_core::Result<Var> {
     let bound = (6.0 / (inputs + outputs) as f64).sqrt();
     let values: Vec<f32> = (0..inputs * outputs)
         .map(|_| rng.random_range(-bound..bound) as f32)
@@ -512,10 +519,22 @@ mod tests {
             progress: &progress,
         };
         let options = TrainOptions::default();
-        let net = fit(&x, &y, None, Base::Linear, Target::Binary, &options, &control).unwrap();
+        let net = fit(
+            &x,
+            &y,
+            None,
+            Base::Linear,
+            Target::Binary,
+            &options,
+            &control,
+        )
+        .unwrap();
         let w = to_host(&net.layers[0].0).unwrap();
         let b = to_host(&net.layers[0].1).unwrap();
-        assert!((w[0] - 2.0).abs() < 0.1 && (w[1] + 1.0).abs() < 0.1, "{w:?}");
+        assert!(
+            (w[0] - 2.0).abs() < 0.1 && (w[1] + 1.0).abs() < 0.1,
+            "{w:?}"
+        );
         assert!((b[0] - 0.5).abs() < 0.1, "{b:?}");
     }
 
@@ -575,7 +594,16 @@ mod tests {
             l2: 0.0,
             ..Default::default()
         };
-        let net = fit(&x, &y, None, Base::Linear, Target::Continuous, &options, &control).unwrap();
+        let net = fit(
+            &x,
+            &y,
+            None,
+            Base::Linear,
+            Target::Continuous,
+            &options,
+            &control,
+        )
+        .unwrap();
         let p = net.predict(&x).unwrap();
         for (p, y) in p.iter().zip([1.0, 3.0, 5.0, 7.0]) {
             assert!((p - y).abs() < 1e-4, "{p} vs {y}");

@@ -339,7 +339,13 @@ mod tests {
         {
             let storage = Arc::new(Storage::open(location, &StorageOptions::default()).unwrap());
             let registry = ModelRegistry::new(&storage);
-            assert_eq!(registry.save(model("m", 0.5, DeployPolicy::Auto)).unwrap().version, 1);
+            assert_eq!(
+                registry
+                    .save(model("m", 0.5, DeployPolicy::Auto))
+                    .unwrap()
+                    .version,
+                1
+            );
             // Worse: stored, not deployed.
             let v2 = registry.save(model("m", 0.4, DeployPolicy::Auto)).unwrap();
             assert!(!v2.deployed);
@@ -355,14 +361,21 @@ mod tests {
                 registry.get("nope", None),
                 Err(MlError::ModelNotFound { .. })
             ));
-            assert!(registry.save(model("bad/name", 1.0, DeployPolicy::Auto)).is_err());
+            assert!(
+                registry
+                    .save(model("bad/name", 1.0, DeployPolicy::Auto))
+                    .is_err()
+            );
         }
         let storage = Arc::new(Storage::open(location, &StorageOptions::default()).unwrap());
         let registry = ModelRegistry::new(&storage);
         let deployed = registry.get("m", None).unwrap();
         assert_eq!(deployed.version, 2);
         let w = registry.weights(&deployed).unwrap();
-        assert_eq!(w["w"].flatten_all().unwrap().to_vec1::<f32>().unwrap(), [0.4]);
+        assert_eq!(
+            w["w"].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [0.4]
+        );
         assert_eq!(registry.list().unwrap().len(), 3);
     }
 }

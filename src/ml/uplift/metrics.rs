@@ -248,10 +248,7 @@ pub fn uplift_at_k(rows: &[Scored], k: TopK, strategy: AtKStrategy) -> Result<f6
             let treated = group(true).count() as u64;
             let control = n - treated;
             let (size_t, size_c) = match k {
-                TopK::Share(s) => (
-                    (treated as f64 * s) as u64,
-                    (control as f64 * s) as u64,
-                ),
+                TopK::Share(s) => ((treated as f64 * s) as u64, (control as f64 * s) as u64),
                 TopK::Count(c) => (c, c),
             };
             if size_t > treated || size_c > control {

@@ -37,8 +37,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::ml::runtime::{Base, Control, FeatureTransform, Matrix, MlError, Net, Target, TrainOptions, fit};
-pub use metrics::{AtKStrategy, Bin, Scored, TopK, qini_auc, uplift_at_k, uplift_auc, uplift_by_bin};
+use crate::ml::runtime::{
+    Base, Control, FeatureTransform, Matrix, MlError, Net, Target, TrainOptions, fit,
+};
+pub use metrics::{
+    AtKStrategy, Bin, Scored, TopK, qini_auc, uplift_at_k, uplift_auc, uplift_by_bin,
+};
 
 /// A meta-learner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +240,10 @@ impl UpliftModel {
             let batch = take_record_batch(campaign.rows, &UInt32Array::from(rows.to_vec()))
                 .map_err(|e| MlError::Input(e.to_string()))?;
             let t = rows.iter().map(|&r| campaign.treated[r as usize]).collect();
-            let y = rows.iter().map(|&r| campaign.converted[r as usize]).collect();
+            let y = rows
+                .iter()
+                .map(|&r| campaign.converted[r as usize])
+                .collect();
             Ok((batch, t, y))
         };
         let (train_rows, t, y) = pick(&training)?;
@@ -285,7 +292,15 @@ impl UpliftModel {
         };
         let group_rows = |g: bool| (0..x.rows).filter(move |&r| treated[r] == g);
         let train = |m: &Matrix, y: &Tensor, w: Option<&Tensor>, target: Target| {
-            fit(&tensor(m, device)?, y, w, options.base, target, &options.train, control)
+            fit(
+                &tensor(m, device)?,
+                y,
+                w,
+                options.base,
+                target,
+                &options.train,
+                control,
+            )
         };
         let mut nets = HashMap::new();
         let x0 = rows_where(x, |r| !treated[r]);
@@ -373,7 +388,11 @@ impl UpliftModel {
                 let t0 = predict("tau0", &x)?;
                 let t1 = predict("tau1", &x)?;
                 let e = self.spec.treated_share;
-                let u: Vec<f64> = t0.iter().zip(&t1).map(|(a, b)| e * a + (1.0 - e) * b).collect();
+                let u: Vec<f64> = t0
+                    .iter()
+                    .zip(&t1)
+                    .map(|(a, b)| e * a + (1.0 - e) * b)
+                    .collect();
                 let p1 = p0.iter().zip(&u).map(|(p, u)| clamp(p + u)).collect();
                 (p1, p0, u)
             }

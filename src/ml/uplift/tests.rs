@@ -47,7 +47,13 @@ fn features() -> Vec<String> {
     ["a", "b", "segment"].map(String::from).to_vec()
 }
 
-fn train(learner: Learner, base: Base, rows: &RecordBatch, t: &[bool], y: &[bool]) -> (UpliftModel, Evaluation) {
+fn train(
+    learner: Learner,
+    base: Base,
+    rows: &RecordBatch,
+    t: &[bool],
+    y: &[bool],
+) -> (UpliftModel, Evaluation) {
     let names = features();
     let campaign = Campaign {
         rows,
@@ -75,11 +81,19 @@ fn train(learner: Learner, base: Base, rows: &RecordBatch, t: &[bool], y: &[bool
 #[test]
 fn every_learner_ranks_the_persuadable_first() {
     let (rows, t, y, truth) = campaign(12_000, 1);
-    for learner in [Learner::S, Learner::T, Learner::X, Learner::ClassTransformation] {
+    for learner in [
+        Learner::S,
+        Learner::T,
+        Learner::X,
+        Learner::ClassTransformation,
+    ] {
         for base in [Base::Linear, Base::Mlp] {
             let (model, evaluation) = train(learner, base, &rows, &t, &y);
             // Held-out Qini well above random (0).
-            assert!(evaluation.qini_auc > 0.1, "{learner:?}/{base:?}: {evaluation:?}");
+            assert!(
+                evaluation.qini_auc > 0.1,
+                "{learner:?}/{base:?}: {evaluation:?}"
+            );
             // Scores correlate with the true effect.
             let scores = model.predict(&rows, &Device::Cpu).unwrap();
             let corr = correlation(&scores.uplift, &truth);

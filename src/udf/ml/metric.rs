@@ -5,19 +5,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::physical_expr::expressions::Literal;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
+use datafusion::physical_expr::expressions::Literal;
 
 use super::ml_error;
 use crate::ml::runtime::MlError;
@@ -98,7 +96,11 @@ fn at_k_arguments(args: &AccumulatorArgs) -> Result<(TopK, AtKStrategy)> {
         Some(ScalarValue::Float64(Some(v))) if v.fract() != 0.0 || v < 1.0 => TopK::Share(v),
         Some(ScalarValue::Float64(Some(v))) => TopK::Count(v as u64),
         Some(ScalarValue::Int64(Some(v))) if v > 0 => TopK::Count(v as u64),
-        Some(other) => return Err(bad(format!("k must be a share in (0, 1) or a positive count, found {other}"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "k must be a share in (0, 1) or a positive count, found {other}"
+            )));
+        }
         None => return Err(bad("k must be a constant".into())),
     };
     let strategy = match literal(4) {
@@ -256,15 +258,21 @@ impl Accumulator for MetricAccumulator {
         };
         Ok(vec![
             list(
-                Arc::new(Float64Array::from_iter_values(self.rows.iter().map(|r| r.score))),
+                Arc::new(Float64Array::from_iter_values(
+                    self.rows.iter().map(|r| r.score),
+                )),
                 DataType::Float64,
             ),
             list(
-                Arc::new(BooleanArray::from_iter(self.rows.iter().map(|r| Some(r.treated)))),
+                Arc::new(BooleanArray::from_iter(
+                    self.rows.iter().map(|r| Some(r.treated)),
+                )),
                 DataType::Boolean,
             ),
             list(
-                Arc::new(BooleanArray::from_iter(self.rows.iter().map(|r| Some(r.converted)))),
+                Arc::new(BooleanArray::from_iter(
+                    self.rows.iter().map(|r| Some(r.converted)),
+                )),
                 DataType::Boolean,
             ),
         ])
@@ -281,7 +289,9 @@ impl Accumulator for MetricAccumulator {
             (Metric::Auc, _) => uplift::uplift_auc(&self.rows),
             (Metric::AtK, Some((k, strategy))) => uplift::uplift_at_k(&self.rows, k, strategy),
             (Metric::AtK, None) => {
-                return Err(DataFusionError::Internal("uplift_at_k without its k".into()));
+                return Err(DataFusionError::Internal(
+                    "uplift_at_k without its k".into(),
+                ));
             }
         }
         .map_err(ml_error)?;

@@ -104,11 +104,17 @@ impl ScalarUDFImpl for ModelDeploy {
             out.push(Some(info.version));
         }
         let array = Int64Array::from(out);
-        Ok(if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(Arc::new(array))
-        })
+        Ok(
+            if args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+            {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(array))
+            },
+        )
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -18,7 +18,9 @@ use futures::{StreamExt, TryStreamExt};
 use super::ml_error;
 use crate::ml::runtime::MlError;
 use crate::ml::uplift::{Scored, uplift_by_bin};
-use crate::udf::query::{QueryFunctionBody, QueryFunctionExec, constant, constant_text, plan_query_now};
+use crate::udf::query::{
+    QueryFunctionBody, QueryFunctionExec, constant, constant_text, plan_query_now,
+};
 
 pub(super) const NAME: &str = "uplift_by_decile";
 
@@ -98,7 +100,9 @@ fn binary(v: f64, what: &str) -> Result<bool> {
     match v {
         0.0 => Ok(false),
         1.0 => Ok(true),
-        other => Err(bad_input(format!("the {what} must be 0 or 1, found {other}"))),
+        other => Err(bad_input(format!(
+            "the {what} must be 0 or 1, found {other}"
+        ))),
     }
 }
 
@@ -107,14 +111,28 @@ fn bins_batch(rows: &[Scored], bins: u32) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         output_schema(),
         vec![
-            Arc::new(Int32Array::from_iter_values(bins.iter().map(|b| b.bin as i32))),
-            Arc::new(Int64Array::from_iter_values(bins.iter().map(|b| b.treated as i64))),
-            Arc::new(Int64Array::from_iter_values(bins.iter().map(|b| b.control as i64))),
-            Arc::new(Float64Array::from_iter(bins.iter().map(|b| b.response_rate_treated))),
-            Arc::new(Float64Array::from_iter(bins.iter().map(|b| b.response_rate_control))),
+            Arc::new(Int32Array::from_iter_values(
+                bins.iter().map(|b| b.bin as i32),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                bins.iter().map(|b| b.treated as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                bins.iter().map(|b| b.control as i64),
+            )),
+            Arc::new(Float64Array::from_iter(
+                bins.iter().map(|b| b.response_rate_treated),
+            )),
+            Arc::new(Float64Array::from_iter(
+                bins.iter().map(|b| b.response_rate_control),
+            )),
             Arc::new(Float64Array::from_iter(bins.iter().map(|b| b.uplift))),
-            Arc::new(Float64Array::from_iter_values(bins.iter().map(|b| b.min_score))),
-            Arc::new(Float64Array::from_iter_values(bins.iter().map(|b| b.max_score))),
+            Arc::new(Float64Array::from_iter_values(
+                bins.iter().map(|b| b.min_score),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                bins.iter().map(|b| b.max_score),
+            )),
         ],
     )?)
 }

@@ -18,7 +18,9 @@ use futures::StreamExt;
 use super::{ml_error, session_device};
 use crate::ml::runtime::{FeatureKind, MlDevice, MlError, ModelInfo, ModelRegistry};
 use crate::ml::uplift::{UpliftModel, UpliftSpec};
-use crate::udf::query::{QueryFunctionBody, QueryFunctionExec, constant, constant_text, is_text, plan_query_now};
+use crate::udf::query::{
+    QueryFunctionBody, QueryFunctionExec, constant, constant_text, is_text, plan_query_now,
+};
 
 pub(super) const NAME: &str = "uplift_predict";
 
@@ -86,7 +88,11 @@ impl TableFunctionImpl for UpliftPredict {
             Some(e) => match constant(e, "version", bad_input)? {
                 ScalarValue::Int64(Some(v)) => Some(v),
                 ScalarValue::Int32(Some(v)) => Some(i64::from(v)),
-                other => return Err(bad_input(format!("the version must be an integer, found {other}"))),
+                other => {
+                    return Err(bad_input(format!(
+                        "the version must be an integer, found {other}"
+                    )));
+                }
             },
         };
         let info = self.registry.get(&name, version).map_err(ml_error)?;

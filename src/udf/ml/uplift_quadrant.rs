@@ -92,7 +92,9 @@ impl ScalarUDFImpl for UpliftQuadrant {
             .iter()
             .find(|t| !(t.is_numeric() || **t == DataType::Null))
         {
-            return Err(DataFusionError::Plan(format!("{NAME} takes numbers, found {t}")));
+            return Err(DataFusionError::Plan(format!(
+                "{NAME} takes numbers, found {t}"
+            )));
         }
         Ok(vec![DataType::Float64; arg_types.len()])
     }
@@ -106,10 +108,16 @@ impl ScalarUDFImpl for UpliftQuadrant {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let floats: Vec<_> = arrays
             .iter()
-            .map(|a| Ok(cast(a, &DataType::Float64)?.as_primitive::<Float64Type>().clone()))
+            .map(|a| {
+                Ok(cast(a, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone())
+            })
             .collect::<Result<_>>()?;
         let threshold = |i: usize, default: f64, row: usize| {
-            floats.get(i).map_or(Some(default), |a| (!a.is_null(row)).then(|| a.value(row)))
+            floats
+                .get(i)
+                .map_or(Some(default), |a| (!a.is_null(row)).then(|| a.value(row)))
         };
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
@@ -126,7 +134,7 @@ impl ScalarUDFImpl for UpliftQuadrant {
                 continue;
             }
             let (t, c) = (pt.value(row), pc.value(row));
-            if !(0.0..=1.0).contains(&t) || !(0.0..=1.0).contains(&c) || !(uplift >= 0.0) {
+            if !(0.0..=1.0).contains(&t) || !(0.0..=1.0).contains(&c) || uplift.is_nan() || uplift < 0.0 {
                 return Err(ml_error(MlError::Input(format!(
                     "{NAME}: probabilities must be in [0, 1] and the uplift threshold at \
                      least 0, found p_treated {t}, p_control {c}, uplift_threshold {uplift}"
@@ -135,11 +143,17 @@ impl ScalarUDFImpl for UpliftQuadrant {
             out.push(Some(quadrant(t, c, response, uplift)));
         }
         let array = Arc::new(StringArray::from(out));
-        Ok(if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&*array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        Ok(
+            if args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+            {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&*array, 0)?)
+            } else {
+                ColumnarValue::Array(array)
+            },
+        )
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -99,9 +99,13 @@ fn parse_options(text: &str) -> Result<TrainRequest, MlError> {
             "batch_size" => train.batch_size = count("a positive whole number")?.max(1),
             "learning_rate" => train.learning_rate = number("a positive number")?,
             "l2" => train.l2 = number("a number of at least 0")?,
-            "seed" => train.seed = value.parse().map_err(|_| {
-                MlError::Input(format!("option seed must be a whole number, found '{value}'"))
-            })?,
+            "seed" => {
+                train.seed = value.parse().map_err(|_| {
+                    MlError::Input(format!(
+                        "option seed must be a whole number, found '{value}'"
+                    ))
+                })?
+            }
             "deploy" => request.deploy = DeployPolicy::parse(value)?,
             other => {
                 return Err(MlError::Input(format!(
@@ -180,7 +184,9 @@ impl TableFunctionImpl for UpliftTrain {
             }
         }
         if treatment == outcome {
-            return Err(bad_input("the treatment and the outcome are the same column".into()));
+            return Err(bad_input(
+                "the treatment and the outcome are the same column".into(),
+            ));
         }
         let features = match request.features.take() {
             Some(f) => f,
@@ -294,9 +300,13 @@ fn binary(rows: &RecordBatch, column: &str, what: &str) -> Result<Vec<bool>, MlE
         column: column.into(),
         message: "missing".into(),
     })?;
-    let bad = |message: String| MlError::Input(format!("{NAME}: the {what} column {column} {message}"));
+    let bad =
+        |message: String| MlError::Input(format!("{NAME}: the {what} column {column} {message}"));
     if array.null_count() > 0 {
-        return Err(bad(format!("has {} NULL values; it must be 0 or 1 in every row", array.null_count())));
+        return Err(bad(format!(
+            "has {} NULL values; it must be 0 or 1 in every row",
+            array.null_count()
+        )));
     }
     if let DataType::Boolean = array.data_type() {
         return Ok(array.as_boolean().values().iter().collect());
@@ -315,7 +325,9 @@ fn binary(rows: &RecordBatch, column: &str, what: &str) -> Result<Vec<bool>, MlE
         .map(|&v| match v {
             0.0 => Ok(false),
             1.0 => Ok(true),
-            other => Err(bad(format!("is not binary: found {other}; it must be 0 or 1"))),
+            other => Err(bad(format!(
+                "is not binary: found {other}; it must be 0 or 1"
+            ))),
         })
         .collect()
 }
@@ -375,8 +387,8 @@ fn train_and_save(
         "hidden": hidden, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "device": device.to_string(),
     });
-    let metrics = serde_json::to_value(&evaluation)
-        .map_err(|e| DataFusionError::Internal(e.to_string()))?;
+    let metrics =
+        serde_json::to_value(&evaluation).map_err(|e| DataFusionError::Internal(e.to_string()))?;
     let info = registry
         .save(NewModel {
             name: job.name.clone(),
@@ -421,13 +433,19 @@ mod tests {
 
     #[test]
     fn options_parse_and_refuse_unknown_keys() {
-        let r = parse_options("learner = x, base = mlp, features = a b, validation = 0.2, seed = 7")
-            .unwrap();
+        let r =
+            parse_options("learner = x, base = mlp, features = a b, validation = 0.2, seed = 7")
+                .unwrap();
         assert_eq!(r.options.learner, Learner::X);
         assert_eq!(r.options.base, Base::Mlp);
         assert_eq!(r.features, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(r.options.train.seed, 7);
-        assert!(parse_options("lerner = t").unwrap_err().to_string().contains("unknown option"));
+        assert!(
+            parse_options("lerner = t")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown option")
+        );
         assert!(parse_options("epochs = -1").is_err());
         assert!(parse_options("learner").is_err());
     }
