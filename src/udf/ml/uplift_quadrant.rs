@@ -134,7 +134,11 @@ impl ScalarUDFImpl for UpliftQuadrant {
                 continue;
             }
             let (t, c) = (pt.value(row), pc.value(row));
-            if !(0.0..=1.0).contains(&t) || !(0.0..=1.0).contains(&c) || uplift.is_nan() || uplift < 0.0 {
+            if !(0.0..=1.0).contains(&t)
+                || !(0.0..=1.0).contains(&c)
+                || uplift.is_nan()
+                || uplift < 0.0
+            {
                 return Err(ml_error(MlError::Input(format!(
                     "{NAME}: probabilities must be in [0, 1] and the uplift threshold at \
                      least 0, found p_treated {t}, p_control {c}, uplift_threshold {uplift}"
