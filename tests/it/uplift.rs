@@ -131,3 +131,32 @@ async fn a_read_only_session_scores_but_does_not_train_or_deploy() {
         .unwrap();
     assert_eq!(crate::rows(&versions), [["1"]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_training_stops_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
+    engine.sql(CAMPAIGN).await.unwrap();
+    let session = engine.session();
+    session
+        .sql("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
+    // Far more passes than fit in 300 ms.
+    let err = session
+        .sql(
+            "SELECT * FROM uplift_train('slow', 'SELECT treatment, converted, a, b, region \
+             FROM campaign', 'treatment', 'converted', 'base = mlp, epochs = 100000')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "57014", "{err}");
+    // The training thread sees the cancel at its next step and never reaches the
+    // registry.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let versions = engine
+        .sql("SELECT count(*) FROM martdb.models")
+        .await
+        .unwrap();
+    assert_eq!(crate::rows(&versions), [["0"]]);
+}
