@@ -229,12 +229,7 @@ impl Engine {
             ctx.register_udtf(name, function);
         }
         let models = ModelRegistry::new(&storage);
-        for function in crate::udf::ml::registry_functions(&models) {
-            ctx.register_udf(function);
-        }
-        for (name, function) in crate::udf::ml::registry_table_functions(&models) {
-            ctx.register_udtf(name, function);
-        }
+        crate::udf::ml::register_registry_functions(&ctx, &models);
         system.register_table(
             "models".into(),
             Arc::new(crate::catalog::models::table(models.clone())),

@@ -39,7 +39,9 @@
 //! The query's rows with three columns appended: `p_treated`, `p_control` and
 //! `uplift`. The feature columns are found by name (42703 names a missing one, before
 //! anything runs); other columns pass through. Without `version` the deployed version
-//! is used. `uplift_quadrant(p_treated, p_control)` names a user's group, and
+//! is used. `uplift_score(name, feature, ...)` is the same uplift as a scalar function
+//! (the feature values in the model's order). `uplift_quadrant(p_treated, p_control)`
+//! names a user's group, and
 //! `model_deploy(name, version)` deploys (or rolls back to) a version.
 //!
 //! # Evaluation
@@ -59,16 +61,17 @@ mod uplift_auc;
 mod uplift_by_decile;
 mod uplift_predict;
 mod uplift_quadrant;
+mod uplift_score;
 mod uplift_train;
 
 use std::sync::Arc;
 
 use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::extensions_options;
-use datafusion::config::ConfigExtension;
+use datafusion::config::{ConfigExtension, ConfigOptions};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{AggregateUDF, DocSection, ScalarUDF};
-use datafusion::prelude::SessionConfig;
+use datafusion::prelude::SessionContext;
 
 use crate::ml::runtime::{MlDevice, MlError, ModelRegistry};
 
@@ -96,9 +99,8 @@ impl ConfigExtension for MartdbOptions {
 }
 
 /// The device a session's models use.
-pub(crate) fn session_device(config: &SessionConfig) -> Result<MlDevice> {
-    let device = config
-        .options()
+pub(crate) fn session_device(options: &ConfigOptions) -> Result<MlDevice> {
+    let device = options
         .extensions
         .get::<MartdbOptions>()
         .map_or("cpu", |o| o.ml_device.as_str());
@@ -127,30 +129,26 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     )]
 }
 
-/// The scalar functions over an engine's model registry.
-pub fn registry_functions(registry: &ModelRegistry) -> Vec<ScalarUDF> {
-    vec![model_deploy::udf(registry.clone())]
-}
-
-/// The table functions over an engine's model registry, by name.
-pub fn registry_table_functions(
-    registry: &ModelRegistry,
-) -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    vec![
-        (
-            uplift_train::NAME,
-            Arc::new(uplift_train::UpliftTrain {
-                registry: registry.clone(),
-            }),
-        ),
-        (
-            uplift_predict::NAME,
-            Arc::new(uplift_predict::UpliftPredict {
-                registry: registry.clone(),
-                loaded: Default::default(),
-            }),
-        ),
-    ]
+/// Registers the functions over an engine's model registry on `ctx`: `uplift_train`,
+/// `uplift_predict`, `uplift_score` and `model_deploy` (the scoring functions share one
+/// cache of loaded models).
+pub fn register_registry_functions(ctx: &SessionContext, registry: &ModelRegistry) {
+    let loaded = uplift_predict::LoadedModels::default();
+    ctx.register_udf(model_deploy::udf(registry.clone()));
+    ctx.register_udf(uplift_score::udf(registry.clone(), loaded.clone()));
+    ctx.register_udtf(
+        uplift_train::NAME,
+        Arc::new(uplift_train::UpliftTrain {
+            registry: registry.clone(),
+        }),
+    );
+    ctx.register_udtf(
+        uplift_predict::NAME,
+        Arc::new(uplift_predict::UpliftPredict {
+            registry: registry.clone(),
+            loaded,
+        }),
+    );
 }
 
 /// The name of the state-changing table function `provider` is a call of, if it is one.

@@ -185,7 +185,7 @@ impl TableProvider for PredictTable {
             self.output.clone(),
         );
         let body: QueryFunctionBody = Arc::new(move |rows, context| {
-            let device = session_device(context.session_config())?;
+            let device = session_device(context.session_config().options())?;
             let model = load(&registry, &loaded, &info, device).map_err(ml_error)?;
             let candle = device.open().map_err(ml_error)?;
             let output = output.clone();

@@ -257,7 +257,7 @@ impl TableProvider for TrainTable {
         let (registry, job) = (self.registry.clone(), self.job.clone());
         let body: crate::udf::query::QueryFunctionBody = Arc::new(move |rows, context| {
             let (registry, job) = (registry.clone(), job.clone());
-            let device = session_device(context.session_config())?;
+            let device = session_device(context.session_config().options())?;
             let run = async move {
                 let schema = rows.schema();
                 let batches: Vec<RecordBatch> = rows.try_collect().await?;
