@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use serde::{Deserialize, Serialize};
@@ -93,16 +93,30 @@ fn is_text(data_type: &DataType) -> bool {
     }
 }
 
-fn numbers(name: &str, array: &ArrayRef) -> Result<Vec<Option<f64>>, MlError> {
-    let floats = cast(array, &DataType::Float64).map_err(|e| MlError::Column {
-        column: name.into(),
-        message: format!("cannot be read as a number: {e}"),
-    })?;
-    Ok(floats
-        .as_primitive::<Float64Type>()
-        .iter()
-        .map(|v| v.filter(|v| !v.is_nan()))
-        .collect())
+/// A numeric column as f64 values; a NULL or a NaN is missing.
+struct Numbers {
+    values: Float64Array,
+}
+
+impl Numbers {
+    fn new(name: &str, array: &ArrayRef) -> Result<Self, MlError> {
+        let floats = cast(array, &DataType::Float64).map_err(|e| MlError::Column {
+            column: name.into(),
+            message: format!("cannot be read as a number: {e}"),
+        })?;
+        Ok(Numbers {
+            values: floats.as_primitive::<Float64Type>().clone(),
+        })
+    }
+
+    fn get(&self, row: usize) -> Option<f64> {
+        let v = self.values.value(row);
+        (self.values.is_valid(row) && !v.is_nan()).then_some(v)
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
 }
 
 fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>, MlError> {
@@ -132,18 +146,22 @@ impl FeatureTransform {
             let array = column(batch, name)?;
             let data_type = array.data_type();
             let kind = if is_numeric(data_type) {
-                let values = numbers(name, array)?;
-                let present: Vec<f64> = values.iter().flatten().copied().collect();
-                if present.is_empty() {
+                let values = Numbers::new(name, array)?;
+                // One pass (Welford): the mean and the sum of squared deviations.
+                let (mut count, mut mean, mut squares) = (0f64, 0f64, 0f64);
+                for v in (0..values.len()).filter_map(|row| values.get(row)) {
+                    count += 1.0;
+                    let delta = v - mean;
+                    mean += delta / count;
+                    squares += delta * (v - mean);
+                }
+                if count == 0.0 {
                     return Err(MlError::Input(format!(
                         "feature column {name} has no value in the training rows (all NULL \
                          or NaN): drop it from the features"
                     )));
                 }
-                let n = present.len() as f64;
-                let mean = present.iter().sum::<f64>() / n;
-                let variance = present.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-                let std = variance.sqrt();
+                let std = (squares / count).sqrt();
                 FeatureKind::Numeric {
                     mean,
                     scale: if std > 0.0 && std.is_finite() {
@@ -151,7 +169,7 @@ impl FeatureTransform {
                     } else {
                         1.0
                     },
-                    missing_indicator: present.len() < values.len(),
+                    missing_indicator: (count as usize) < values.len(),
                 }
             } else if is_text(data_type) {
                 let mut counts: HashMap<String, u64> = HashMap::new();
@@ -211,9 +229,10 @@ impl FeatureTransform {
                     if !is_numeric(array.data_type()) {
                         return Err(wrong_type());
                     }
-                    for (row, v) in numbers(&feature.name, array)?.into_iter().enumerate() {
+                    let values = Numbers::new(&feature.name, array)?;
+                    for row in 0..rows {
                         let at = row * cols + offset;
-                        match v {
+                        match values.get(row) {
                             Some(v) => data[at] = ((v - mean) / scale) as f32,
                             None if *missing_indicator => data[at + 1] = 1.0,
                             None => {}

@@ -237,13 +237,14 @@ impl UpliftModel {
             return Err(MlError::Input("no rows to train on".into()));
         }
         let pick = |rows: &[u32]| -> Result<(RecordBatch, Vec<bool>, Vec<bool>), MlError> {
+            let t = rows.iter().map(|&r| campaign.treated[r as usize]).collect();
+            let y = rows.iter().map(|&r| campaign.converted[r as usize]).collect();
+            // Every row, in order: no copy.
+            if rows.len() == n {
+                return Ok((campaign.rows.clone(), t, y));
+            }
             let batch = take_record_batch(campaign.rows, &UInt32Array::from(rows.to_vec()))
                 .map_err(|e| MlError::Input(e.to_string()))?;
-            let t = rows.iter().map(|&r| campaign.treated[r as usize]).collect();
-            let y = rows
-                .iter()
-                .map(|&r| campaign.converted[r as usize])
-                .collect();
             Ok((batch, t, y))
         };
         let (train_rows, t, y) = pick(&training)?;
@@ -251,13 +252,13 @@ impl UpliftModel {
         let transform = FeatureTransform::fit(&train_rows, campaign.features)?;
         let x = transform.transform(&train_rows)?;
         let model = Self::fit(&x, &t, &y, transform, options, device, control)?;
-        let (eval_rows, et, ey) = if validation.is_empty() {
-            (train_rows, t, y)
+        let (scores, et, ey) = if validation.is_empty() {
+            (model.predict_matrix(&x, device)?, t, y)
         } else {
-            pick(&validation)?
+            let (rows, et, ey) = pick(&validation)?;
+            (model.predict(&rows, device)?, et, ey)
         };
-        let scores = model.predict(&eval_rows, device)?;
-        let scored: Vec<Scored> = scores
+        let mut scored: Vec<Scored> = scores
             .uplift
             .iter()
             .zip(et.iter().zip(&ey))
@@ -267,6 +268,9 @@ impl UpliftModel {
                 converted,
             })
             .collect();
+        // Ranked once here (a stable sort, so ties keep their order): each metric's own
+        // ranking of sorted rows is then linear.
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
         let evaluation = Evaluation {
             qini_auc: qini_auc(&scored)?,
             uplift_auc: uplift_auc(&scored)?,
@@ -360,7 +364,11 @@ impl UpliftModel {
 
     /// Scores the rows of `batch` (the feature columns found by name).
     pub fn predict(&self, batch: &RecordBatch, device: &Device) -> Result<Scores, MlError> {
-        let x = self.spec.transform.transform(batch)?;
+        self.predict_matrix(&self.spec.transform.transform(batch)?, device)
+    }
+
+    /// Scores rows already transformed.
+    fn predict_matrix(&self, x: &Matrix, device: &Device) -> Result<Scores, MlError> {
         let n = x.rows;
         if n == 0 {
             return Ok(Scores::default());
@@ -372,21 +380,21 @@ impl UpliftModel {
         let clamp = |v: f64| v.clamp(0.0, 1.0);
         let (p_treated, p_control, uplift) = match self.spec.learner {
             Learner::S => {
-                let p1 = predict("mu", &with_treatment(&x, |_| true))?;
-                let p0 = predict("mu", &with_treatment(&x, |_| false))?;
+                let p1 = predict("mu", &with_treatment(x, |_| true))?;
+                let p0 = predict("mu", &with_treatment(x, |_| false))?;
                 let u = p1.iter().zip(&p0).map(|(a, b)| a - b).collect();
                 (p1, p0, u)
             }
             Learner::T => {
-                let p1 = predict("mu1", &x)?;
-                let p0 = predict("mu0", &x)?;
+                let p1 = predict("mu1", x)?;
+                let p0 = predict("mu0", x)?;
                 let u = p1.iter().zip(&p0).map(|(a, b)| a - b).collect();
                 (p1, p0, u)
             }
             Learner::X => {
-                let p0 = predict("mu0", &x)?;
-                let t0 = predict("tau0", &x)?;
-                let t1 = predict("tau1", &x)?;
+                let p0 = predict("mu0", x)?;
+                let t0 = predict("tau0", x)?;
+                let t1 = predict("tau1", x)?;
                 let e = self.spec.treated_share;
                 let u: Vec<f64> = t0
                     .iter()
@@ -397,8 +405,8 @@ impl UpliftModel {
                 (p1, p0, u)
             }
             Learner::ClassTransformation => {
-                let q = predict("ct", &x)?;
-                let p0 = predict("mu0", &x)?;
+                let q = predict("ct", x)?;
+                let p0 = predict("mu0", x)?;
                 let u: Vec<f64> = q.iter().map(|q| 2.0 * q - 1.0).collect();
                 let p1 = p0.iter().zip(&u).map(|(p, u)| clamp(p + u)).collect();
                 (p1, p0, u)
