@@ -79,7 +79,7 @@ impl Learner {
 
 /// Everything a training run is told. The default, a T-learner over the perceptron,
 /// ranks the demo campaign's held-out users best of the eight combinations
-/// (benches/uplift.rs).
+/// (scripts/bench-uplift.sh).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpliftOptions {
     pub learner: Learner,
