@@ -325,7 +325,8 @@ fn newton(
 ) -> Result<Vec<f64>, MlError> {
     let device = x.device();
     let x1 = with_intercept(x)?;
-    let x1t = x1.t()?.contiguous()?;
+    // A transposed view: the matrix products read it with strides, no copy.
+    let x1t = x1.t()?;
     let k = w.len();
     // The penalty on every weight but the intercept; a tiny ridge on the intercept keeps
     // the Hessian positive definite when a class is absent.

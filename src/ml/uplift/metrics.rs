@@ -59,8 +59,24 @@ pub enum TopK {
 /// (scikit-uplift reverses a stable ascending sort).
 fn ranked(rows: &[Scored]) -> Vec<Scored> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| rows[b].score.total_cmp(&rows[a].score).then(b.cmp(&a)));
+    // The index makes every key distinct, so an unstable sort gives the same order.
+    order.sort_unstable_by(|&a, &b| rows[b].score.total_cmp(&rows[a].score).then(b.cmp(&a)));
     order.into_iter().map(|i| rows[i]).collect()
+}
+
+/// Rows ranked by a score of a few whole values (the perfect models'), highest first:
+/// bucketed, not sorted. Order within a bucket does not matter to a curve (a tie is
+/// one step).
+fn ranked_by_class(rows: &[Scored], class: impl Fn(&Scored) -> i8) -> Vec<Scored> {
+    let mut buckets: std::collections::BTreeMap<i8, Vec<Scored>> = Default::default();
+    for r in rows {
+        let c = class(r);
+        buckets.entry(c).or_default().push(Scored {
+            score: f64::from(c),
+            ..*r
+        });
+    }
+    buckets.into_values().rev().flatten().collect()
 }
 
 fn check(rows: &[Scored]) -> Result<(), MlError> {
@@ -166,39 +182,55 @@ fn normalised(actual: &Curve, perfect: &Curve) -> f64 {
     (area(actual) - baseline) / (area(perfect) - baseline)
 }
 
-fn with_scores(rows: &[Scored], score: impl Fn(&Scored) -> f64) -> Vec<Scored> {
-    rows.iter()
-        .map(|r| Scored {
-            score: score(r),
-            ..*r
-        })
-        .collect()
-}
-
 /// The area under the uplift curve, normalised (scikit-uplift's `uplift_auc_score`).
 pub fn uplift_auc(rows: &[Scored]) -> Result<f64, MlError> {
     check(rows)?;
-    let control_responders = rows.iter().filter(|r| !r.treated && r.converted).count();
-    let treated_non_responders = rows.iter().filter(|r| r.treated && !r.converted).count();
+    Ok(uplift_auc_of_ranked(&ranked(rows)))
+}
+
+fn uplift_auc_of_ranked(ranked: &[Scored]) -> f64 {
+    let control_responders = ranked.iter().filter(|r| !r.treated && r.converted).count();
+    let treated_non_responders = ranked.iter().filter(|r| r.treated && !r.converted).count();
     let by_outcome = control_responders > treated_non_responders;
-    let perfect = with_scores(rows, |r| {
-        let agree = if r.converted == r.treated { 2.0 } else { 0.0 };
+    let perfect = ranked_by_class(ranked, |r| {
+        let agree = if r.converted == r.treated { 2 } else { 0 };
         let summand = if by_outcome { r.converted } else { r.treated };
-        agree + f64::from(u8::from(summand))
+        agree + i8::from(summand)
     });
-    Ok(normalised(&uplift_curve(rows), &uplift_curve(&perfect)))
+    let uplift = |n, t, c, yt, yc| (ratio(yt, t) - ratio(yc, c)) * n;
+    normalised(&curve(ranked, uplift), &curve(&perfect, uplift))
 }
 
 /// The area under the Qini curve, normalised (scikit-uplift's `qini_auc_score` with
 /// `negative_effect=True`).
 pub fn qini_auc(rows: &[Scored]) -> Result<f64, MlError> {
     check(rows)?;
-    let perfect = with_scores(rows, |r| match (r.converted, r.treated) {
-        (true, true) => 1.0,
-        (true, false) => -1.0,
-        (false, _) => 0.0,
+    Ok(qini_auc_of_ranked(&ranked(rows)))
+}
+
+fn qini_auc_of_ranked(ranked: &[Scored]) -> f64 {
+    let perfect = ranked_by_class(ranked, |r| match (r.converted, r.treated) {
+        (true, true) => 1,
+        (true, false) => -1,
+        (false, _) => 0,
     });
-    Ok(normalised(&qini_curve(rows), &qini_curve(&perfect)))
+    let qini = |_, t, c, yt, yc: f64| yt - yc * ratio(t, c);
+    normalised(&curve(ranked, qini), &curve(&perfect, qini))
+}
+
+/// `qini_auc`, `uplift_auc` and `uplift_at_k` of the same rows, ranked once.
+pub fn evaluate(
+    rows: &[Scored],
+    k: TopK,
+    strategy: AtKStrategy,
+) -> Result<(f64, f64, f64), MlError> {
+    check(rows)?;
+    let ranked = ranked(rows);
+    Ok((
+        qini_auc_of_ranked(&ranked),
+        uplift_auc_of_ranked(&ranked),
+        uplift_at_k_of_ranked(&ranked, k, strategy)?,
+    ))
 }
 
 fn mean_outcome<'a>(rows: impl Iterator<Item = &'a Scored>) -> f64 {
@@ -215,7 +247,15 @@ fn mean_outcome<'a>(rows: impl Iterator<Item = &'a Scored>) -> f64 {
 /// (scikit-uplift's `uplift_at_k`). NaN when a group has no user in the top.
 pub fn uplift_at_k(rows: &[Scored], k: TopK, strategy: AtKStrategy) -> Result<f64, MlError> {
     check(rows)?;
-    let n = rows.len() as u64;
+    uplift_at_k_of_ranked(&ranked(rows), k, strategy)
+}
+
+fn uplift_at_k_of_ranked(
+    ranked: &[Scored],
+    k: TopK,
+    strategy: AtKStrategy,
+) -> Result<f64, MlError> {
+    let n = ranked.len() as u64;
     match k {
         TopK::Share(s) if !(s > 0.0 && s < 1.0) => {
             return Err(MlError::Input(format!(
@@ -230,7 +270,6 @@ pub fn uplift_at_k(rows: &[Scored], k: TopK, strategy: AtKStrategy) -> Result<f6
         }
         _ => {}
     }
-    let ranked = ranked(rows);
     let group = |treated: bool| ranked.iter().filter(move |r| r.treated == treated);
     let (top_treated, top_control) = match strategy {
         AtKStrategy::Overall => {
@@ -350,7 +389,13 @@ mod tests {
             row(0.0, false, true),
         ];
         assert!((qini_auc(&rows).unwrap() - 1.0).abs() < 1e-12);
-        let reversed = with_scores(&rows, |r| -r.score);
+        let reversed: Vec<Scored> = rows
+            .iter()
+            .map(|r| Scored {
+                score: -r.score,
+                ..*r
+            })
+            .collect();
         assert!(qini_auc(&reversed).unwrap() < 0.0);
         assert!(uplift_auc(&reversed).unwrap() < 0.0);
     }

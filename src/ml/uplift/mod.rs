@@ -238,7 +238,10 @@ impl UpliftModel {
         }
         let pick = |rows: &[u32]| -> Result<(RecordBatch, Vec<bool>, Vec<bool>), MlError> {
             let t = rows.iter().map(|&r| campaign.treated[r as usize]).collect();
-            let y = rows.iter().map(|&r| campaign.converted[r as usize]).collect();
+            let y = rows
+                .iter()
+                .map(|&r| campaign.converted[r as usize])
+                .collect();
             // Every row, in order: no copy.
             if rows.len() == n {
                 return Ok((campaign.rows.clone(), t, y));
@@ -249,16 +252,29 @@ impl UpliftModel {
         };
         let (train_rows, t, y) = pick(&training)?;
         check_groups(&t, &y)?;
+        let started = std::time::Instant::now();
         let transform = FeatureTransform::fit(&train_rows, campaign.features)?;
         let x = transform.transform(&train_rows)?;
+        (control.progress)(&format!(
+            "{} training rows as {} inputs in {:.3} s",
+            x.rows,
+            x.cols,
+            started.elapsed().as_secs_f64()
+        ));
+        let started = std::time::Instant::now();
         let model = Self::fit(&x, &t, &y, transform, options, device, control)?;
+        (control.progress)(&format!(
+            "trained in {:.3} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let started = std::time::Instant::now();
         let (scores, et, ey) = if validation.is_empty() {
             (model.predict_matrix(&x, device)?, t, y)
         } else {
             let (rows, et, ey) = pick(&validation)?;
             (model.predict(&rows, device)?, et, ey)
         };
-        let mut scored: Vec<Scored> = scores
+        let scored: Vec<Scored> = scores
             .uplift
             .iter()
             .zip(et.iter().zip(&ey))
@@ -268,13 +284,17 @@ impl UpliftModel {
                 converted,
             })
             .collect();
-        // Ranked once here (a stable sort, so ties keep their order): each metric's own
-        // ranking of sorted rows is then linear.
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let (qini_auc, uplift_auc, uplift_at_30) =
+            metrics::evaluate(&scored, TopK::Share(0.3), AtKStrategy::Overall)?;
+        (control.progress)(&format!(
+            "evaluated {} rows in {:.3} s",
+            scored.len(),
+            started.elapsed().as_secs_f64()
+        ));
         let evaluation = Evaluation {
-            qini_auc: qini_auc(&scored)?,
-            uplift_auc: uplift_auc(&scored)?,
-            uplift_at_30: uplift_at_k(&scored, TopK::Share(0.3), AtKStrategy::Overall)?,
+            qini_auc,
+            uplift_auc,
+            uplift_at_30,
             training_rows: training.len() as u64,
             validation_rows: validation.len() as u64,
         };
