@@ -78,9 +78,9 @@ compare() {
       --method $method --threads "$THREADS" 2>/dev/null | "$PY" -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"| {r[\"method\"]} | {r[\"qini_auc\"]:.4f} | {r[\"fit_seconds\"]:.2f} |")
+print("| {} | {:.4f} | {:.2f} |".format(r["method"], r["qini_auc"], r["fit_seconds"]))
 for name, q in r.get("by_learner", {}).items():
-    print(f"| - {name} | {q:.4f} | |")'
+    print("| - {} | {:.4f} | |".format(name, q))'
   done
 }
 compare synthetic "$SYNTHETIC_FEATURES"
