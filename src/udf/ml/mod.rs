@@ -27,7 +27,7 @@
 //! | `validation` | 0.3 | share of rows held out for the metrics (0: evaluate on the training rows) |
 //! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`) |
 //! | `hidden`, `epochs`, `batch_size`, `learning_rate` | 32, automatic (about 3 000 steps in 3 to 20 passes), 1024, 0.01 | the perceptron |
-//! | `seed` | 42 | the validation split and the perceptron's weights and batches |
+//! | `seed` | 42 | the validation split and the perceptron's weights and batches (the query's rows are read in one partition, so the same rows in the same tables give the same model) |
 //! | `deploy` | `auto` | `auto`: deploy if it is the first version or its held-out Qini AUC is at least the deployed one's; `always`; `never` |
 //!
 //! It runs on the session's device (`SET martdb.ml_device = 'cuda'`), logs its

@@ -253,7 +253,16 @@ impl TableProvider for TrainTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = state.create_physical_plan(&self.plan).await?;
+        // One partition: the rows arrive in the same order on every run, so a seed
+        // gives the same split, batches and model (a parallel scan interleaves files
+        // and row groups differently each time).
+        let mut ordered = crate::udf::query::session_state(state, NAME)?.clone();
+        ordered
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = 1;
+        let input = ordered.create_physical_plan(&self.plan).await?;
         let (registry, job) = (self.registry.clone(), self.job.clone());
         let body: crate::udf::query::QueryFunctionBody = Arc::new(move |rows, context| {
             let (registry, job) = (registry.clone(), job.clone());
