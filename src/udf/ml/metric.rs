@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::ml_error;
+use super::{binary_value, ml_error};
 use crate::ml::runtime::MlError;
 use crate::ml::uplift::{self, AtKStrategy, Scored, TopK};
 
@@ -70,16 +70,6 @@ impl UpliftMetric {
             Metric::AtK => "4 or 5 arguments (outcome, uplift, treatment, k [, strategy])",
             _ => "3 arguments (outcome, uplift, treatment)",
         }
-    }
-}
-
-fn binary_value(v: f64, what: &str) -> Result<bool> {
-    match v {
-        0.0 => Ok(false),
-        1.0 => Ok(true),
-        other => Err(ml_error(MlError::Input(format!(
-            "the {what} must be 0 or 1, found {other}"
-        )))),
     }
 }
 
@@ -214,8 +204,8 @@ impl Accumulator for MetricAccumulator {
             }
             self.rows.push(Scored {
                 score: score.value(row),
-                treated: binary_value(treatment.value(row), "treatment")?,
-                converted: binary_value(outcome.value(row), "outcome")?,
+                treated: binary_value(treatment.value(row), "treatment").map_err(ml_error)?,
+                converted: binary_value(outcome.value(row), "outcome").map_err(ml_error)?,
             });
         }
         Ok(())

@@ -107,6 +107,17 @@ pub(crate) fn session_device(options: &ConfigOptions) -> Result<MlDevice> {
     MlDevice::parse(device).map_err(ml_error)
 }
 
+/// A 0/1 value of a treatment or outcome column as a boolean.
+fn binary_value(v: f64, what: &str) -> std::result::Result<bool, MlError> {
+    match v {
+        0.0 => Ok(false),
+        1.0 => Ok(true),
+        other => Err(MlError::Input(format!(
+            "the {what} must be 0 or 1, found {other}"
+        ))),
+    }
+}
+
 fn ml_error(e: MlError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }

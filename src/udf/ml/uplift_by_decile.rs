@@ -15,7 +15,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 
-use super::ml_error;
+use super::{binary_value, ml_error};
 use crate::ml::runtime::MlError;
 use crate::ml::uplift::{Scored, uplift_by_bin};
 use crate::udf::query::{
@@ -96,16 +96,6 @@ struct DecileTable {
     bins: u32,
 }
 
-fn binary(v: f64, what: &str) -> Result<bool> {
-    match v {
-        0.0 => Ok(false),
-        1.0 => Ok(true),
-        other => Err(bad_input(format!(
-            "the {what} must be 0 or 1, found {other}"
-        ))),
-    }
-}
-
 fn bins_batch(rows: &[Scored], bins: u32) -> Result<RecordBatch> {
     let bins = uplift_by_bin(rows, bins).map_err(ml_error)?;
     Ok(RecordBatch::try_new(
@@ -173,9 +163,11 @@ impl TableProvider for DecileTable {
                             continue;
                         }
                         scored.push(Scored {
-                            converted: binary(columns[0].value(row), "outcome")?,
+                            converted: binary_value(columns[0].value(row), "outcome")
+                                .map_err(|e| bad_input(e.to_string()))?,
                             score: columns[1].value(row),
-                            treated: binary(columns[2].value(row), "treatment")?,
+                            treated: binary_value(columns[2].value(row), "treatment")
+                                .map_err(|e| bad_input(e.to_string()))?,
                         });
                     }
                 }

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ml_error, session_device};
+use super::{binary_value, ml_error, session_device};
 use crate::ml::runtime::{
     Base, Control, DeployPolicy, MlError, ModelRegistry, NewModel, TrainOptions,
 };
@@ -331,12 +331,9 @@ fn binary(rows: &RecordBatch, column: &str, what: &str) -> Result<Vec<bool>, MlE
         .as_primitive::<Float64Type>()
         .values()
         .iter()
-        .map(|&v| match v {
-            0.0 => Ok(false),
-            1.0 => Ok(true),
-            other => Err(bad(format!(
-                "is not binary: found {other}; it must be 0 or 1"
-            ))),
+        .map(|&v| {
+            binary_value(v, what)
+                .map_err(|_| bad(format!("is not binary: found {v}; it must be 0 or 1")))
         })
         .collect()
 }
