@@ -5,7 +5,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -14,6 +13,7 @@ use datafusion::logical_expr::{
 
 use super::ml_error;
 use crate::ml::runtime::ModelRegistry;
+use crate::udf::bitmap::{finish, row_count};
 
 pub(super) const NAME: &str = "model_deploy";
 
@@ -91,8 +91,10 @@ impl ScalarUDFImpl for ModelDeploy {
         let names = names.as_string::<i32>();
         let versions = cast(&arrays[1], &DataType::Int64)?;
         let versions = versions.as_primitive::<Int64Type>();
-        let mut out = Vec::with_capacity(args.number_rows);
-        for row in 0..args.number_rows {
+        // One row when every argument is a constant: a constant deploy runs once.
+        let rows = row_count(&args.args, args.number_rows);
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
             if names.is_null(row) || versions.is_null(row) {
                 out.push(None);
                 continue;
@@ -104,17 +106,7 @@ impl ScalarUDFImpl for ModelDeploy {
             out.push(Some(info.version));
         }
         let array = Int64Array::from(out);
-        Ok(
-            if args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-            {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(array))
-            },
-        )
+        finish(Arc::new(array), &args.args)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -6,7 +6,6 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -15,6 +14,7 @@ use datafusion::logical_expr::{
 
 use super::ml_error;
 use crate::ml::runtime::MlError;
+use crate::udf::bitmap::{finish, row_count};
 
 const NAME: &str = "uplift_quadrant";
 
@@ -104,7 +104,8 @@ impl ScalarUDFImpl for UpliftQuadrant {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
+        // One row when every argument is a constant (the arrays then have one value).
+        let rows = row_count(&args.args, args.number_rows);
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let floats: Vec<_> = arrays
             .iter()
@@ -147,17 +148,7 @@ impl ScalarUDFImpl for UpliftQuadrant {
             out.push(Some(quadrant(t, c, response, uplift)));
         }
         let array = Arc::new(StringArray::from(out));
-        Ok(
-            if args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-            {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&*array, 0)?)
-            } else {
-                ColumnarValue::Array(array)
-            },
-        )
+        finish(array, &args.args)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

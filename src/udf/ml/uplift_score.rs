@@ -15,6 +15,7 @@ use datafusion::logical_expr::{
 use super::uplift_predict::{LoadedModels, load, uplift_spec};
 use super::{ml_error, session_device};
 use crate::ml::runtime::{FeatureKind, MlError, ModelRegistry};
+use crate::udf::bitmap::finish;
 
 pub(super) const NAME: &str = "uplift_score";
 
@@ -149,17 +150,7 @@ impl ScalarUDFImpl for UpliftScore {
             .predict(&batch, &device.open().map_err(ml_error)?)
             .map_err(ml_error)?;
         let array = Float64Array::from(scores.uplift);
-        Ok(
-            if args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-            {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-            } else {
-                ColumnarValue::Array(Arc::new(array))
-            },
-        )
+        finish(Arc::new(array), &args.args)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

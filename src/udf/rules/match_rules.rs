@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::rules::network::{EVENT_ID, USER_ID};
 use crate::rules::{BatchMatcher, RuleError, Rules, match_schema};
-use crate::udf::query::{constant_text, output_properties, plan_query, session_state};
+use crate::udf::query::{constant_text, output_properties, plan_query_now};
 
 pub(super) const NAME: &str = "match_rules";
 pub(super) const APPLY: &str = "apply_rules";
@@ -57,31 +57,14 @@ impl TableFunctionImpl for MatchRules {
             Some(e) => Some(constant_text(e, "profiles query", bad_input)?),
             None => None,
         };
-        let state = session_state(args.session(), NAME)?;
-        // The output's id columns take the query's types, so the query is planned now.
-        // Planning is async and this call is not: it runs on a thread of its own (a
-        // nested call, match_rules over match_rules, gets another), driven by the
-        // runtime when there is one.
-        let planning = async {
-            let events = plan_query(state, &events, NAME, "events", bad_input).await?;
-            match profiles {
-                Some(p) => {
-                    let profiles = plan_query(state, &p, NAME, "profiles", bad_input).await?;
-                    join_profiles(events, profiles)
-                }
-                None => Ok(events),
+        let plan = plan_query_now(args.session(), &events, NAME, "events", bad_input)?;
+        let plan = match profiles {
+            Some(p) => {
+                let profiles = plan_query_now(args.session(), &p, NAME, "profiles", bad_input)?;
+                join_profiles(plan, profiles)?
             }
+            None => plan,
         };
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let plan = std::thread::scope(|scope| {
-            scope
-                .spawn(|| match runtime {
-                    Some(runtime) => runtime.block_on(planning),
-                    None => futures::executor::block_on(planning),
-                })
-                .join()
-        })
-        .map_err(|_| DataFusionError::Internal(format!("{NAME}: planning the query panicked")))??;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         for column in [EVENT_ID, USER_ID] {
             if schema.index_of(column).is_err() {
