@@ -120,6 +120,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::ml::runtime::MlError>() {
                 e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::ml::forecast::ForecastError>() {
+                e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::identity::IdentityError>() {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::rules::RuleError>() {

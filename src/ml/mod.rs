@@ -4,6 +4,7 @@
 //! of conversions to channels ([`attribution`]).
 
 pub mod attribution;
+pub mod forecast;
 pub mod runtime;
 pub mod stats;
 pub mod uplift;

@@ -10,6 +10,9 @@
 //! - `(composite).field` as `get_field(composite, 'field')` ([`composite_field`]).
 //! - Correlated scalar subqueries that are not aggregates, in the logical plan
 //!   ([`scalar_subquery`]).
+//! - Named arguments of table functions (`forecast('...', horizon => 28, level => [80,
+//!   95])`), which DataFusion does not plan, as one trailing options text
+//!   (`'horizon = 28, level = 80 95'`) that the functions read ([`named_table_arguments`]).
 //! - Before these, the compatibility rules of `datafusion-pg-catalog` ([`compat`]).
 //!
 //! Invariant: a rewrite never changes what a statement means.
@@ -21,7 +24,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, Value, visit_expressions_mut,
+    FunctionArguments, Ident, ObjectName, Statement, TableFactor, UnaryOperator, Value, VisitMut,
+    VisitorMut, visit_expressions_mut,
 };
 
 use crate::udf::system::like_escape::to_backslash_escapes;
@@ -34,6 +38,84 @@ pub(crate) fn rewrite(statement: &mut Statement) {
         composite_field(expr);
         ControlFlow::<()>::Continue(())
     });
+    let _ = statement.visit(&mut NamedTableArguments);
+}
+
+/// Turns the named arguments of a table function into one options text after its
+/// positional arguments: `f('q', horizon => 28, model => 'ets', level => [80, 95])` is
+/// planned as `f('q', 'horizon = 28, model = ets, level = 80 95')`. Values are written
+/// as their text (a quoted text without quotes, an array as its elements separated by
+/// spaces), so a value may not contain a comma.
+struct NamedTableArguments;
+
+impl VisitorMut for NamedTableArguments {
+    type Break = ();
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        named_table_arguments(factor);
+        ControlFlow::Continue(())
+    }
+}
+
+fn named_table_arguments(factor: &mut TableFactor) {
+    let TableFactor::Table {
+        args: Some(args), ..
+    } = factor
+    else {
+        return;
+    };
+    if !args
+        .args
+        .iter()
+        .any(|a| matches!(a, FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. }))
+    {
+        return;
+    }
+    let mut options = Vec::new();
+    let mut positional = Vec::new();
+    for arg in args.args.drain(..) {
+        match arg {
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } => options.push(format!("{} = {}", name.value, option_text(&value))),
+            // The PostgreSQL dialect parses `name => value` with the name as an expression.
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } => options.push(format!("{} = {}", name.value, option_text(&value))),
+            other => positional.push(other),
+        }
+    }
+    positional.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+        Value::SingleQuotedString(options.join(", ")),
+    ))));
+    args.args = positional;
+}
+
+/// An option value as the options text writes it.
+fn option_text(value: &Expr) -> String {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(ident) => ident.value.clone(),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => format!("-{}", option_text(expr)),
+        Expr::Array(array) => array
+            .elem
+            .iter()
+            .map(option_text)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Expr::Nested(inner) => option_text(inner),
+        other => other.to_string(),
+    }
 }
 
 fn like_escape(expr: &mut Expr) {
@@ -210,6 +292,20 @@ mod tests {
             .remove(0);
         rewrite(&mut statement);
         statement.to_string()
+    }
+
+    #[test]
+    fn named_table_arguments_become_one_options_text() {
+        assert_eq!(
+            rewritten(
+                "SELECT * FROM forecast('SELECT 1', horizon => 28, model => 'ets', \
+                 level => [80, 95], shift => -1, fill => zero) AS f"
+            ),
+            "SELECT * FROM forecast('SELECT 1', 'horizon = 28, model = ets, level = 80 95, \
+             shift = -1, fill = zero') AS f"
+        );
+        let plain = "SELECT * FROM forecast('SELECT 1', 28) JOIN t ON true";
+        assert_eq!(rewritten(plain), plain);
     }
 
     #[test]

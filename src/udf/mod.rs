@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod bitmap;
 pub mod coupons;
 pub mod experiments;
+pub mod forecasting;
 pub mod identity;
 pub mod ml;
 pub(crate) mod query;
@@ -77,6 +78,7 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     let mut all = attribution::table_functions();
     all.extend(identity::table_functions());
+    all.extend(forecasting::table_functions());
     all.extend(ml::table_functions());
     all
 }

@@ -271,3 +271,15 @@ impl ExecutionPlan for QueryFunctionExec {
         )))
     }
 }
+
+/// A cancel flag raised when dropped: a query function that computes on a blocking thread
+/// holds one while it waits, so dropping the query (a cancel, a timeout, a closed
+/// connection) stops the computation at its next check.
+#[derive(Default)]
+pub(crate) struct CancelOnDrop(pub(crate) std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -11,7 +11,7 @@
 mod assignment;
 mod comparison;
 mod contingency;
-mod distributions;
+pub(crate) mod distributions;
 mod moments;
 mod multiple_testing;
 mod power;

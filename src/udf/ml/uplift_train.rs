@@ -2,7 +2,7 @@
 //! a past campaign's rows and stores it as a new version of `name`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use crate::ml::runtime::{
     Base, Control, DeployPolicy, MlError, ModelRegistry, NewModel, TrainOptions,
 };
 use crate::ml::uplift::{Campaign, Learner, UpliftModel, UpliftOptions};
-use crate::udf::query::{QueryFunctionExec, constant_text, plan_query_now};
+use crate::udf::query::{CancelOnDrop, QueryFunctionExec, constant_text, plan_query_now};
 
 pub(super) const NAME: &str = "uplift_train";
 
@@ -273,7 +273,7 @@ impl TableProvider for TrainTable {
                 let all = concat_batches(&schema, &batches)?;
                 // Dropping the query (a cancel, a timeout, a closed connection) drops
                 // this guard, which stops the training at its next step.
-                let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+                let cancel = CancelOnDrop::default();
                 let flag = cancel.0.clone();
                 let trained = tokio::task::spawn_blocking(move || {
                     train_and_save(&registry, &job, &all, device, &flag)
@@ -292,14 +292,6 @@ impl TableProvider for TrainTable {
             projection,
             body,
         )?))
-    }
-}
-
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
