@@ -86,6 +86,35 @@ enum Command {
         #[arg(long, default_value = "admin")]
         role: String,
     },
+    /// Draw one series' history and forecast (with its intervals, and optionally its
+    /// anomalies) as an SVG chart.
+    Plot {
+        /// Data directory or object-store URL (must exist).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data: String,
+        /// A query returning one series: a timestamp and a value.
+        query: String,
+        /// Steps to forecast.
+        #[arg(long, default_value_t = 28)]
+        horizon: usize,
+        /// forecast()'s options, e.g. 'model = ets, level = 80 95'.
+        #[arg(long, default_value = "")]
+        options: String,
+        /// Mark the observations forecast_anomalies() flags.
+        #[arg(long)]
+        anomalies: bool,
+        /// The chart's title [default: the query].
+        #[arg(long)]
+        title: Option<String>,
+        /// The SVG file to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Width and height in pixels.
+        #[arg(long, default_value_t = 960)]
+        width: u32,
+        #[arg(long, default_value_t = 420)]
+        height: u32,
+    },
     /// Write the synthetic marketing demo data set.
     Demo {
         /// Data directory to write into (created if missing).
@@ -331,6 +360,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     run_statements(&engine, &pending, &mut out, format).await?;
                 }
             }
+            Ok(())
+        }
+        Command::Plot {
+            data,
+            query,
+            horizon,
+            options,
+            anomalies,
+            title,
+            output,
+            width,
+            height,
+        } => {
+            let engine_options = EngineOptions {
+                create_if_missing: false,
+                ..Default::default()
+            };
+            let engine = Engine::open_with(&data, engine_options).await?;
+            let request = martdb::udf::forecasting::ChartRequest {
+                title: title.unwrap_or_else(|| query.clone()),
+                query,
+                horizon,
+                options,
+                anomalies,
+                width,
+                height,
+            };
+            let svg = martdb::udf::forecasting::forecast_chart(&engine, &request).await?;
+            std::fs::write(&output, svg)
+                .map_err(|e| Failure::Other(format!("cannot write {}: {e}", output.display())))?;
+            eprintln!("wrote {}", output.display());
             Ok(())
         }
         Command::Demo { data, users, seed } => {

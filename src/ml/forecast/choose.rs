@@ -14,8 +14,11 @@
 //!   `min(horizon, n / 4)` values, each candidate fitted on the values before it; the
 //!   winner is then refitted on the whole series. A candidate that fails on the shorter
 //!   series drops out; when every one fails, ETS is fitted on the whole series.
+//! - With `clean`, outliers are replaced before fitting ([`fit_cleaned`], see
+//!   [`super::clean`]).
 
 use super::ForecastError;
+use super::clean::clean;
 use super::ets::{EtsSpec, auto_ets};
 use super::intermittent::{IntermittentMethod, fit_intermittent, is_intermittent};
 use super::model::{FittedModel, Forecast, Interval};
@@ -25,6 +28,20 @@ use super::theta::{ThetaVariant, fit_theta};
 
 /// Series shorter than this get the naive model.
 pub const MIN_FIT: usize = 4;
+
+/// Fits `choice` to `y` after replacing its outliers ([`clean`]). Returns the model and
+/// the positions of the values replaced.
+pub fn fit_cleaned(
+    choice: &ModelChoice,
+    y: &[f64],
+    seasons: &[usize],
+    horizon: usize,
+) -> Result<(Box<dyn FittedModel>, Vec<usize>), ForecastError> {
+    match clean(y, seasons.first().copied().unwrap_or(1)) {
+        Some((cleaned, outliers)) => Ok((fit(choice, &cleaned, seasons, horizon)?, outliers)),
+        None => Ok((fit(choice, y, seasons, horizon)?, Vec::new())),
+    }
+}
 
 /// A model family, as users name it.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,5 +228,41 @@ impl FittedModel for Constant {
 
     fn fitted(&self) -> &[f64] {
         &self.fitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight weeks of a weekly pattern with a little noise, and a spike on day 40.
+    fn weekly_with_spike() -> Vec<f64> {
+        (0..56)
+            .map(|i| {
+                let noise = ((i * i * 7919) % 1009) as f64 / 200.0;
+                let spike = if i == 40 { 150.0 } else { 0.0 };
+                200.0 + 10.0 * (i % 7) as f64 + noise + spike
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_spike_is_cleaned_and_does_not_pull_the_season() {
+        let y = weekly_with_spike();
+        for choice in [
+            ModelChoice::Auto,
+            ModelChoice::Ets(EtsSpec::default()),
+            ModelChoice::Theta(ThetaVariant::Auto),
+        ] {
+            let (model, outliers) = fit_cleaned(&choice, &y, &[7], 7).unwrap();
+            assert_eq!(outliers, vec![40], "{choice:?}");
+            // The same weekday a week later is predicted as an ordinary one.
+            let ordinary = 200.0 + 50.0 + ((47 * 47 * 7919) % 1009) as f64 / 200.0;
+            let fitted = model.fitted()[47];
+            assert!(
+                (fitted - ordinary).abs() < 6.0,
+                "{choice:?}: {fitted} vs {ordinary}"
+            );
+        }
     }
 }

@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::ForecastError;
-use super::choose::{ModelChoice, fit};
+use super::choose::{ModelChoice, fit, fit_cleaned};
+use super::intermittent::is_intermittent;
+use super::model::FittedModel;
 use super::model::{Forecast, normal_quantile};
 use super::series::{Clock, Fill, Regular, detect_seasons, regularise, usual_seasons};
 
@@ -27,6 +29,80 @@ pub struct ForecastOptions {
     /// Interval levels, percent.
     pub levels: Vec<f64>,
     pub fill: Fill,
+    /// Replace outliers by their model's prediction and refit ([`fit_cleaned`]).
+    pub clean: bool,
+    pub intervals: Intervals,
+}
+
+/// Where the width of the prediction intervals comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Intervals {
+    /// The model's own: normal errors with the variance the model implies (statsforecast's).
+    Model,
+    /// The model's, rescaled per level so that they would cover that share of the
+    /// series' own one-step residuals ([`calibrate`]).
+    #[default]
+    Calibrated,
+}
+
+impl Intervals {
+    pub fn parse(text: &str) -> Result<Intervals, ForecastError> {
+        match text.to_ascii_lowercase().as_str() {
+            "model" => Ok(Intervals::Model),
+            "calibrated" => Ok(Intervals::Calibrated),
+            other => Err(ForecastError::Input(format!(
+                "unknown intervals \"{other}\": use calibrated or model"
+            ))),
+        }
+    }
+}
+
+/// Fewer one-step residuals than this leave a model's intervals as they are: too few to
+/// read a quantile from.
+pub const MIN_CALIBRATION_RESIDUALS: usize = 30;
+
+/// Rescales each interval of `forecast` about its mean by `q / (z · rms)`, where `q` is
+/// the level's quantile of the absolute one-step residuals, `z` the normal quantile and
+/// `rms` their root mean square. With normal residuals the factor is about 1 and the
+/// model's intervals stay; when a few large residuals (a holiday peak, spikes) inflate
+/// the variance, the central intervals shrink back to what ordinary steps need, and the
+/// wide levels keep the tail. Intervals of non-negative data stay non-negative where the
+/// model's were. Intermittent series keep their model's intervals: most of their
+/// residuals are the small miss of a zero day, whose quantiles say nothing about the
+/// size of a demand.
+pub fn calibrate(mut forecast: Forecast, y: &[f64], fitted: &[f64]) -> Forecast {
+    if is_intermittent(y) {
+        return forecast;
+    }
+    let mut errors: Vec<f64> = y
+        .iter()
+        .zip(fitted)
+        .map(|(v, f)| (v - f).abs())
+        .filter(|e| e.is_finite())
+        .collect();
+    if errors.len() < MIN_CALIBRATION_RESIDUALS {
+        return forecast;
+    }
+    let rms = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
+    if rms.is_nan() || rms <= 0.0 {
+        return forecast;
+    }
+    errors.sort_unstable_by(f64::total_cmp);
+    let non_negative = y.iter().all(|v| *v >= 0.0);
+    for interval in &mut forecast.intervals {
+        let at = (interval.level / 100.0 * (errors.len() - 1) as f64).round() as usize;
+        let scale = errors[at] / (normal_quantile(interval.level) * rms);
+        for (i, mean) in forecast.mean.iter().enumerate() {
+            let floor = if non_negative && interval.lo[i] >= 0.0 {
+                0.0
+            } else {
+                f64::NEG_INFINITY
+            };
+            interval.lo[i] = (mean - scale * (mean - interval.lo[i])).max(floor);
+            interval.hi[i] = mean + scale * (interval.hi[i] - mean);
+        }
+    }
+    forecast
 }
 
 impl Default for ForecastOptions {
@@ -37,6 +113,8 @@ impl Default for ForecastOptions {
             model: ModelChoice::Auto,
             levels: vec![80.0, 95.0],
             fill: Fill::Interpolate,
+            clean: true,
+            intervals: Intervals::Calibrated,
         }
     }
 }
@@ -83,15 +161,20 @@ pub fn forecast_many(
         let Some(regular) = prepare(&mut rows, clock, options.fill)? else {
             return Ok(None);
         };
-        let seasons = seasons_of(&regular, clock, options);
-        let model = fit(&options.model, &regular.values, &seasons, options.horizon)?;
+        let (model, _) = fit_series(&regular, clock, options)?;
         let n = regular.values.len();
         Ok(Some(SeriesForecast {
             model: model.name(),
             ticks: (0..options.horizon)
                 .map(|k| regular.tick(n + k, clock))
                 .collect(),
-            forecast: model.forecast(options.horizon, &options.levels),
+            forecast: {
+                let forecast = model.forecast(options.horizon, &options.levels);
+                match options.intervals {
+                    Intervals::Model => forecast,
+                    Intervals::Calibrated => calibrate(forecast, &regular.values, model.fitted()),
+                }
+            },
         }))
     })
 }
@@ -121,8 +204,9 @@ pub struct SeriesFlags {
 
 /// Checks every observation of every series against the series' model: the interval at
 /// `level` around the one-step prediction, `fitted ± z · sigma` with `sigma` the root mean
-/// square of the residuals (statsforecast's in-sample intervals). Filled values are not
-/// observations and are not flagged.
+/// square of the residuals (statsforecast's in-sample intervals), leaving out the outliers
+/// cleaned before fitting (with `clean`). Filled values are not observations and are not
+/// flagged.
 pub fn anomalies_many(
     series: Vec<SeriesRows>,
     clock: Clock,
@@ -136,15 +220,15 @@ pub fn anomalies_many(
         let Some(regular) = prepare(&mut rows, clock, options.fill)? else {
             return Ok(None);
         };
-        let seasons = seasons_of(&regular, clock, options);
-        let model = fit(&options.model, &regular.values, &seasons, options.horizon)?;
+        let (model, outliers) = fit_series(&regular, clock, options)?;
         let fitted = model.fitted();
-        let (sum, count) = regular
-            .values
-            .iter()
-            .zip(fitted)
-            .filter(|(_, f)| f.is_finite())
-            .fold((0.0, 0usize), |(s, c), (y, f)| (s + (y - f).powi(2), c + 1));
+        // The spread of the ordinary residuals: the outliers are what is being looked for,
+        // and would widen the band that finds them.
+        let (sum, count) = (0..regular.values.len())
+            .filter(|i| fitted[*i].is_finite() && outliers.binary_search(i).is_err())
+            .fold((0.0, 0usize), |(s, c), i| {
+                (s + (regular.values[i] - fitted[i]).powi(2), c + 1)
+            });
         let sigma = if count > 0 {
             (sum / count as f64).sqrt()
         } else {
@@ -175,6 +259,23 @@ pub fn anomalies_many(
             flags,
         }))
     })
+}
+
+/// The series' model, and the positions of the outliers cleaned before fitting it.
+fn fit_series(
+    regular: &Regular,
+    clock: Clock,
+    options: &ForecastOptions,
+) -> Result<(Box<dyn FittedModel>, Vec<usize>), ForecastError> {
+    let seasons = seasons_of(regular, clock, options);
+    if options.clean {
+        fit_cleaned(&options.model, &regular.values, &seasons, options.horizon)
+    } else {
+        Ok((
+            fit(&options.model, &regular.values, &seasons, options.horizon)?,
+            Vec::new(),
+        ))
+    }
 }
 
 fn check_levels(levels: &[f64]) -> Result<(), ForecastError> {

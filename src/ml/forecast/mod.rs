@@ -9,26 +9,29 @@
 //! - [`naive`]: the seasonal naive and naive models;
 //! - [`intermittent`]: Croston, SBA and TSB for demand that is mostly zero.
 //!
-//! [`series`] puts the rows of a series on a regular grid (steps, gaps, missing values),
+//! [`clean`] replaces outliers before fitting, [`series`] puts the rows of a series on a regular grid (steps, gaps, missing values),
 //! [`choose`] picks a model per series (`auto`: by a holdout of the series' last values),
 //! and [`many`] runs it all over many series on every core: [`forecast_many`] and
 //! [`anomalies_many`] are the Rust API under the SQL functions `forecast` and
-//! `forecast_anomalies`.
+//! `forecast_anomalies`. [`plot`] draws a forecast as an SVG chart.
 
 pub mod choose;
+pub mod clean;
 pub mod ets;
 pub mod intermittent;
 pub mod many;
 pub mod model;
 pub mod mstl;
 pub mod naive;
+pub mod plot;
 pub mod series;
 pub mod stl;
 pub mod theta;
 
 pub use choose::ModelChoice;
 pub use many::{
-    Flag, ForecastOptions, SeriesFlags, SeriesForecast, SeriesRows, anomalies_many, forecast_many,
+    Flag, ForecastOptions, Intervals, SeriesFlags, SeriesForecast, SeriesRows, anomalies_many,
+    forecast_many,
 };
 pub use model::{FittedModel, Forecast, Interval};
 pub use series::{Clock, Fill, Step};

@@ -26,6 +26,8 @@
 //! | `ets_model` | `ZZZ` | with `model => 'ets'`: error, trend and season components (`A`, `M`, `N`, `Z` to choose; trend `Ad` is damped) |
 //! | `level` | `[80, 95]` | interval levels, percent |
 //! | `fill` | `interpolate` | missing steps and NULL values: `interpolate`, `zero` or `previous` |
+//! | `intervals` | `calibrated` | `model`: the model's own normal-theory intervals (statsforecast's); `calibrated`: those rescaled per level to cover that share of the series' own one-step residuals, so a holiday peak in the history does not widen the intervals of every ordinary day |
+//! | `clean` | `true` | replace outliers (a value more than 5 robust standard deviations off its model's prediction) by the prediction and refit, so a one-day spike does not widen every interval; intermittent series are never cleaned |
 //!
 //! `auto` picks per series the model that forecast the series' own last steps best (see
 //! [`crate::ml::forecast::choose`]): ETS, Theta, seasonal naive and (with two seasons)
@@ -45,7 +47,14 @@
 //! with one `level` (default 99). Filled steps are not observations and have no row.
 //!
 //! Both functions fit the series on every core and stop when the statement is cancelled.
+//!
+//! # A picture
+//!
+//! `martdb plot --data DIR 'SELECT day, units FROM daily_sales WHERE store_id = 1 AND
+//! product_id = 2' --horizon 28 --anomalies -o forecast.svg` draws one series' history,
+//! its forecast with the intervals, and its anomalies ([`forecast_chart`]).
 
+mod chart;
 mod forecast;
 mod forecast_anomalies;
 mod input;
@@ -68,6 +77,8 @@ use futures::{StreamExt, TryStreamExt};
 use crate::ml::forecast::ForecastError;
 use crate::udf::query::{CancelOnDrop, QueryFunctionBody, QueryFunctionExec};
 
+pub use chart::{ChartRequest, forecast_chart};
+
 /// The options `forecast` takes.
 const FORECAST_KEYS: &[&str] = &[
     "horizon",
@@ -76,10 +87,19 @@ const FORECAST_KEYS: &[&str] = &[
     "ets_model",
     "level",
     "fill",
+    "clean",
+    "intervals",
 ];
 
 /// The options `forecast_anomalies` takes (no horizon: it looks back).
-const ANOMALY_KEYS: &[&str] = &["season_length", "model", "ets_model", "level", "fill"];
+const ANOMALY_KEYS: &[&str] = &[
+    "season_length",
+    "model",
+    "ets_model",
+    "level",
+    "fill",
+    "clean",
+];
 
 /// Every forecasting table function, by name.
 pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {

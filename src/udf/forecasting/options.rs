@@ -7,7 +7,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 
-use crate::ml::forecast::{Fill, ForecastOptions, ModelChoice};
+use crate::ml::forecast::{Fill, ForecastOptions, Intervals, ModelChoice};
 use crate::udf::query::constant;
 
 /// The longest horizon a call may ask for.
@@ -66,7 +66,7 @@ pub(super) fn read(
 }
 
 /// The forecasting options in `pairs` (keys horizon, season_length, model, ets_model,
-/// fill, and level when `levels` is true).
+/// level, fill, clean, intervals).
 pub(super) fn forecast_options(
     pairs: &BTreeMap<String, String>,
     default_levels: Vec<f64>,
@@ -107,6 +107,16 @@ pub(super) fn forecast_options(
     }
     if let Some(fill) = pairs.get("fill") {
         options.fill = Fill::parse(fill).map_err(forecast_error)?;
+    }
+    if let Some(intervals) = pairs.get("intervals") {
+        options.intervals = Intervals::parse(intervals).map_err(forecast_error)?;
+    }
+    if let Some(clean) = pairs.get("clean") {
+        options.clean = match clean.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" => true,
+            "false" | "off" | "no" => false,
+            other => return Err(bad(format!("clean is true or false, found \"{other}\""))),
+        };
     }
     Ok(options)
 }
