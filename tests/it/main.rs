@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod coupons;
 mod differential;
+mod forecast_accuracy;
 mod identity;
 mod prepared;
 mod rules;
