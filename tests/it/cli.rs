@@ -726,3 +726,85 @@ fn uplift_example_recovers_the_true_effect_and_targets_under_a_budget() {
     assert_eq!(budget[1], "500");
     assert!(number(&budget, 2) > 2.0 * number(&budget, 3), "{budget:?}");
 }
+
+/// The forecasting example on the demo's daily sales: last month's backtest has 80%
+/// intervals that cover 70–90% of what happened (95%: at least 90%), every series is
+/// forecast 28 days on, and the anomalies include the demo's single-day spikes.
+#[test]
+fn forecast_example_covers_the_backtest_and_finds_the_spikes() {
+    let data = demo_data("5000");
+    let (ok, stderr, out) = run_example(data.path(), "forecast.sql");
+    assert!(ok, "{stderr}\n{out}");
+    let number = |fields: &[String], i: usize| -> f64 {
+        fields[i].parse().unwrap_or_else(|_| panic!("{fields:?}"))
+    };
+    let backtest = csv_line(&out, "backtest,");
+    let series = number(&backtest, 1);
+    assert!(series >= 20.0, "{backtest:?}");
+    let (coverage_80, coverage_95) = (number(&backtest, 2), number(&backtest, 3));
+    assert!((0.70..=0.90).contains(&coverage_80), "{backtest:?}");
+    assert!(coverage_95 >= 0.90, "{backtest:?}");
+    assert!(number(&backtest, 4) < 0.25, "WAPE: {backtest:?}");
+    let next = csv_line(&out, "next_28_days,");
+    assert_eq!(number(&next, 1), 28.0 * series, "{next:?}");
+    assert_eq!(next[3], "2026-10-01");
+    let anomalies = csv_line(&out, "anomalies,");
+    let (flagged, spikes) = (number(&anomalies, 2), number(&anomalies, 3));
+    assert!(spikes >= 10.0, "{anomalies:?}");
+    // About one observation in a hundred at the 99% level, not a flood.
+    assert!(flagged < 0.03 * number(&anomalies, 1), "{anomalies:?}");
+}
+
+/// `martdb plot` draws a series' history, forecast band and anomalies as an SVG file.
+#[test]
+fn plot_writes_an_svg_chart_of_a_forecast() {
+    let data = demo_data("2000");
+    let svg = data.path().join("chart.svg");
+    let run = martdb()
+        .args([
+            "plot",
+            "--data",
+            data.path().to_str().unwrap(),
+            "SELECT day, units FROM daily_sales WHERE store_id = 1 AND product_id = 2",
+            "--horizon",
+            "14",
+            "--anomalies",
+            "--title",
+            "Store 1 & product 2",
+            "-o",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "{}",
+        &text[..80]
+    );
+    assert!(text.contains("Store 1 &amp; product 2"));
+    assert!(text.contains("80% interval") && text.contains("95% interval"));
+    assert!(!text.contains("NaN") && !text.contains("inf"));
+    assert!(text.trim_end().ends_with("</svg>"));
+    // A query that is not one series is refused, and nothing is written.
+    let bad = data.path().join("bad.svg");
+    let refused = martdb()
+        .args([
+            "plot",
+            "--data",
+            data.path().to_str().unwrap(),
+            "SELECT store_id, day, units FROM daily_sales",
+            "-o",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("one series"));
+    assert!(!bad.exists());
+}

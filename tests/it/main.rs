@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod coupons;
 mod differential;
+mod forecast;
 mod forecast_accuracy;
 mod identity;
 mod prepared;
