@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
 use super::input::{Grouped, Layout, ticks_array};
 use super::options::{forecast_options, level_name, read};
-use super::{FORECAST_KEYS, SeriesTable, forecast_error, unique_names};
+use super::{FORECAST_KEYS, forecast_error, series_table};
 use crate::ml::forecast::{ForecastError, ForecastOptions, forecast_many};
-use crate::udf::query::{constant_text, plan_query_now};
+use crate::udf::query::constant_text;
 
 pub(super) const NAME: &str = "forecast";
 
@@ -35,34 +35,23 @@ impl TableFunctionImpl for ForecastFunction {
         let query = constant_text(&exprs[0], "query", bad_input)?;
         let pairs = read(&exprs[1..], FORECAST_KEYS, &bad_input)?;
         let options = forecast_options(&pairs, vec![80.0, 95.0], &bad_input)?;
-        let plan = plan_query_now(
-            args.session(),
-            &query,
-            NAME,
-            "series key columns, a timestamp and a value",
-            bad_input,
-        )?;
-        let layout = Layout::of(plan.schema().as_arrow()).map_err(bad_input)?;
-        let mut fields = layout.ids.clone();
-        fields.push(layout.ts.clone().with_nullable(false));
-        fields.push(Field::new("forecast", DataType::Float64, true));
+        let mut columns = vec![Field::new("forecast", DataType::Float64, true)];
         for level in &options.levels {
             let name = level_name(*level);
-            fields.push(Field::new(format!("lo_{name}"), DataType::Float64, true));
-            fields.push(Field::new(format!("hi_{name}"), DataType::Float64, true));
+            columns.push(Field::new(format!("lo_{name}"), DataType::Float64, true));
+            columns.push(Field::new(format!("hi_{name}"), DataType::Float64, true));
         }
-        fields.push(Field::new("model", DataType::Utf8, false));
-        unique_names(&fields).map_err(bad_input)?;
-        let output: SchemaRef = Arc::new(Schema::new(fields));
-        let schema = output.clone();
-        Ok(Arc::new(SeriesTable {
-            name: NAME,
-            plan,
-            output,
-            compute: Arc::new(move |rows, cancel| {
-                forecast_rows(rows, &layout, &options, &schema, cancel)
-            }),
-        }))
+        columns.push(Field::new("model", DataType::Utf8, false));
+        series_table(
+            &args,
+            NAME,
+            &query,
+            bad_input,
+            |_| columns,
+            move |rows, layout, output, cancel| {
+                forecast_rows(rows, layout, &options, output, cancel)
+            },
+        )
     }
 }
 

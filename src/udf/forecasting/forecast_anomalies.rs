@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
 use super::forecast::finite;
 use super::input::{Grouped, Layout, ticks_array};
 use super::options::{forecast_options, read};
-use super::{ANOMALY_KEYS, SeriesTable, forecast_error, unique_names};
+use super::{ANOMALY_KEYS, forecast_error, series_table};
 use crate::ml::forecast::{ForecastError, ForecastOptions, anomalies_many};
-use crate::udf::query::{constant_text, plan_query_now};
+use crate::udf::query::constant_text;
 
 pub(super) const NAME: &str = "forecast_anomalies";
 
@@ -43,34 +43,23 @@ impl TableFunctionImpl for ForecastAnomalies {
         if options.levels.len() != 1 {
             return Err(bad_input("level takes one value here".into()));
         }
-        let plan = plan_query_now(
-            args.session(),
-            &query,
+        series_table(
+            &args,
             NAME,
-            "series key columns, a timestamp and a value",
+            &query,
             bad_input,
-        )?;
-        let layout = Layout::of(plan.schema().as_arrow()).map_err(bad_input)?;
-        let mut fields = layout.ids.clone();
-        fields.push(layout.ts.clone().with_nullable(false));
-        fields.push(Field::new(layout.value.name(), DataType::Float64, false));
-        for name in ["fitted", "lo", "hi"] {
-            fields.push(Field::new(name, DataType::Float64, true));
-        }
-        fields.push(Field::new("anomaly", DataType::Boolean, false));
-        fields.push(Field::new("score", DataType::Float64, true));
-        fields.push(Field::new("model", DataType::Utf8, false));
-        unique_names(&fields).map_err(bad_input)?;
-        let output: SchemaRef = Arc::new(Schema::new(fields));
-        let schema = output.clone();
-        Ok(Arc::new(SeriesTable {
-            name: NAME,
-            plan,
-            output,
-            compute: Arc::new(move |rows, cancel| {
-                flag_rows(rows, &layout, &options, &schema, cancel)
-            }),
-        }))
+            |layout| {
+                let mut columns = vec![Field::new(layout.value.name(), DataType::Float64, false)];
+                for name in ["fitted", "lo", "hi"] {
+                    columns.push(Field::new(name, DataType::Float64, true));
+                }
+                columns.push(Field::new("anomaly", DataType::Boolean, false));
+                columns.push(Field::new("score", DataType::Float64, true));
+                columns.push(Field::new("model", DataType::Utf8, false));
+                columns
+            },
+            move |rows, layout, output, cancel| flag_rows(rows, layout, &options, output, cancel),
+        )
     }
 }
 

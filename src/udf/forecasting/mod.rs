@@ -66,8 +66,8 @@ use std::sync::atomic::AtomicBool;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{Field, SchemaRef};
-use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, LogicalPlan};
@@ -75,7 +75,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::ml::forecast::ForecastError;
-use crate::udf::query::{CancelOnDrop, QueryFunctionBody, QueryFunctionExec};
+use crate::udf::query::{CancelOnDrop, QueryFunctionBody, QueryFunctionExec, plan_query_now};
+use input::Layout;
 
 pub use chart::{ChartRequest, forecast_chart};
 
@@ -126,6 +127,42 @@ fn unique_names(fields: &[Field]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A series function's table: its query planned and its columns checked now, before
+/// anything runs. The output is the key columns, the timestamp, then `columns` (made from
+/// the query's layout); `compute` makes it from all of the query's rows.
+fn series_table(
+    args: &TableFunctionArgs,
+    name: &'static str,
+    query: &str,
+    bad: fn(String) -> DataFusionError,
+    columns: impl FnOnce(&Layout) -> Vec<Field>,
+    compute: impl Fn(&RecordBatch, &Layout, &SchemaRef, &AtomicBool) -> Result<RecordBatch>
+    + Send
+    + Sync
+    + 'static,
+) -> Result<Arc<dyn TableProvider>> {
+    let plan = plan_query_now(
+        args.session(),
+        query,
+        name,
+        "series key columns, a timestamp and a value",
+        bad,
+    )?;
+    let layout = Layout::of(plan.schema().as_arrow()).map_err(bad)?;
+    let mut fields = layout.ids.clone();
+    fields.push(layout.ts.clone().with_nullable(false));
+    fields.extend(columns(&layout));
+    unique_names(&fields).map_err(bad)?;
+    let output: SchemaRef = Arc::new(Schema::new(fields));
+    let schema = output.clone();
+    Ok(Arc::new(SeriesTable {
+        name,
+        plan,
+        output,
+        compute: Arc::new(move |rows, cancel| compute(rows, &layout, &schema, cancel)),
+    }))
 }
 
 /// What a series function computes from all of its query's rows, on a blocking thread;
