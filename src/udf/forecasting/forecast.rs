@@ -62,8 +62,8 @@ fn forecast_rows(
     output: &SchemaRef,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<RecordBatch> {
-    let grouped = Grouped::of(rows, layout)?;
-    let series = grouped.series.clone();
+    let mut grouped = Grouped::of(rows, layout)?;
+    let series = std::mem::take(&mut grouped.series);
     let results = forecast_many(series, layout.clock, options, cancel).map_err(forecast_error)?;
     let mut counts = Vec::with_capacity(results.len());
     let mut ticks = Vec::new();

@@ -70,9 +70,9 @@ fn flag_rows(
     output: &SchemaRef,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<RecordBatch> {
-    let grouped = Grouped::of(rows, layout)?;
+    let mut grouped = Grouped::of(rows, layout)?;
     let results = anomalies_many(
-        grouped.series.clone(),
+        std::mem::take(&mut grouped.series),
         layout.clock,
         options,
         options.levels[0],
