@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
@@ -304,10 +305,17 @@ impl Engine {
         Session::new(self)
     }
 
-    /// This engine with a configuration of its own (same catalog, tables, memory pool).
-    pub(crate) fn fork(&self) -> Engine {
+    /// This engine with a configuration of its own (same catalog and tables), whose
+    /// queries take memory from `memory_pool` (a session's share of this engine's pool).
+    pub(crate) fn fork(&self, memory_pool: Arc<dyn MemoryPool>) -> Engine {
+        let state = self.ctx.state();
+        let mut runtime = (**state.runtime_env()).clone();
+        runtime.memory_pool = memory_pool;
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(Arc::new(runtime))
+            .build();
         Engine {
-            ctx: SessionContext::new_with_state(self.ctx.state()),
+            ctx: SessionContext::new_with_state(state),
             shared_context: self.shared_context.clone(),
             catalog: self.catalog.clone(),
             storage: self.storage.clone(),
@@ -318,6 +326,17 @@ impl Engine {
             rules: self.rules.clone(),
             models: self.models.clone(),
         }
+    }
+
+    /// The local directory of martdb's own state (`<data>/_martdb` for a local data
+    /// directory): the server keeps its audit log there by default.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.storage.state_dir()
+    }
+
+    /// The memory pool of this engine's queries: bytes reserved and the limit.
+    pub(crate) fn memory_pool(&self) -> Arc<dyn MemoryPool> {
+        self.ctx.runtime_env().memory_pool.clone()
     }
 
     /// Runs every statement in `sql` in order and returns the result of the last one.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
 use futures::TryStreamExt;
+use martdb::session::parse_bytes;
 use martdb::{DEFAULT_DATA_DIR, Engine, EngineOptions};
 
 /// mimalloc keeps freed memory for reuse: with the system allocator every large buffer a
@@ -42,9 +43,16 @@ enum Command {
         /// authentication must be configured.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Log one line per statement (user, statement, duration, rows, outcome).
+        /// Audit every statement (user, client, statement, duration, rows, outcome), not
+        /// only those that change state, which always are.
         #[arg(long)]
         audit: bool,
+        /// The audit log, JSON lines [default: <data>/_martdb/audit.log].
+        #[arg(long)]
+        audit_file: Option<PathBuf>,
+        /// Connections served at once; more are refused (default 100).
+        #[arg(long)]
+        max_connections: Option<usize>,
         /// Generate the demo data set first if the directory has no tables yet.
         #[arg(long)]
         demo: bool,
@@ -137,22 +145,6 @@ enum Format {
     Parquet,
 }
 
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size like 512M or 4G"))?;
-    let factor = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use K, M or G)")),
-    };
-    Ok(n * factor)
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -207,6 +199,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             data,
             listen,
             audit,
+            audit_file,
+            max_connections,
             demo,
             memory_limit,
             table_cache,
@@ -240,12 +234,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .server_options(listen)
                 .map_err(|e| Failure::Other(e.to_string()))?;
             server_options.audit |= audit;
+            if let Some(max) = max_connections {
+                if max == 0 {
+                    return Err(Failure::Other(
+                        "--max-connections must be at least 1".into(),
+                    ));
+                }
+                server_options.max_connections = max;
+            }
             let options = EngineOptions {
                 memory_limit,
                 table_cache,
                 ..Default::default()
             };
             let engine = Engine::open_with(&data, options).await?;
+            match (audit_file, &mut server_options.audit_log) {
+                (Some(path), Some(log)) => log.path = path,
+                (Some(path), None) => {
+                    server_options.audit_log = Some(martdb::server::AuditOptions::new(path))
+                }
+                (None, None) => {
+                    server_options.audit_log = Some(martdb::server::AuditOptions::new(
+                        engine.state_dir().join("audit.log"),
+                    ))
+                }
+                (None, Some(_)) => {}
+            }
             if demo
                 && engine
                     .sql("SELECT 1 FROM martdb.tables LIMIT 1")

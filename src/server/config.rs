@@ -7,7 +7,17 @@
 //! memory_limit = "8G"
 //! table_cache = "1G"            # decoded small tables kept in memory ("0": off)
 //! auth = "scram-sha-256"        # or "trust" (loopback only)
-//! audit = true                  # one log line per statement
+//! audit = true                  # audit every statement (state changes always are)
+//! audit_file = "audit.log"      # default: <data>/_martdb/audit.log
+//! audit_rotate_size = "100M"    # then audit.log -> audit.log.1 ...
+//! audit_keep = 10               # rotated files kept
+//!
+//! # Limits (each optional)
+//! max_connections = 100          # more are refused with 53300
+//! statement_timeout = "5min"     # sessions' default; they may change it
+//! idle_session_timeout = "1h"    # idle clients are disconnected (57P05)
+//! query_memory_limit = "2G"      # per statement; sessions may lower it, not raise it
+//! max_result_size = "1G"         # bytes of rows one statement sends; same
 //!
 //! [tls]
 //! cert = "server.crt"           # PEM certificate chain
@@ -29,7 +39,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::auth::{AuthError, Authentication, Role, User, Users};
-use super::{ServerOptions, TlsFiles};
+use super::{AuditOptions, DEFAULT_MAX_CONNECTIONS, ServerOptions, TlsFiles};
 
 /// Errors of reading or checking a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +99,26 @@ pub struct Config {
     pub auth: Option<AuthMethod>,
     #[serde(default)]
     pub audit: bool,
+    /// The audit log (JSON lines); relative to this file. The command line's default is
+    /// `<data>/_martdb/audit.log`.
+    pub audit_file: Option<PathBuf>,
+    /// Bytes, or a size such as "100M": the log is rotated past it.
+    pub audit_rotate_size: Option<String>,
+    /// Rotated audit files kept (default 10).
+    pub audit_keep: Option<usize>,
     pub tls: Option<TlsEntry>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
+    /// Default: 100.
+    pub max_connections: Option<usize>,
+    /// A duration such as "30s" or "5min"; sessions start with it.
+    pub statement_timeout: Option<String>,
+    /// A duration; clients idle longer (outside a transaction block) are disconnected.
+    pub idle_session_timeout: Option<String>,
+    /// Bytes, or a size such as "2G"; the most one statement may hold in memory.
+    pub query_memory_limit: Option<String>,
+    /// Bytes, or a size such as "1G"; the most one statement may send a client.
+    pub max_result_size: Option<String>,
 }
 
 impl Config {
@@ -108,6 +135,9 @@ impl Config {
         if let (Some(tls), Some(dir)) = (&mut config.tls, path.parent()) {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
+        }
+        if let (Some(file), Some(dir)) = (&mut config.audit_file, path.parent()) {
+            *file = dir.join(&*file);
         }
         Ok(config)
     }
@@ -140,7 +170,66 @@ impl Config {
             }
             AuthMethod::ScramSha256 => Authentication::Scram(users),
         };
+        let max_connections = self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        let mut session_defaults = Vec::new();
+        let mut check = crate::session::Settings::default();
+        for (key, setting, value) in [
+            (
+                "statement_timeout",
+                "statement_timeout",
+                &self.statement_timeout,
+            ),
+            (
+                "idle_session_timeout",
+                "idle_session_timeout",
+                &self.idle_session_timeout,
+            ),
+            (
+                "query_memory_limit",
+                "martdb.query_memory_limit",
+                &self.query_memory_limit,
+            ),
+            (
+                "max_result_size",
+                "martdb.max_result_size",
+                &self.max_result_size,
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            check
+                .set(setting, value)
+                .map_err(|e| ConfigError::Invalid(format!("{key} = \"{value}\": {e}")))?;
+            session_defaults.push((setting.to_string(), value.clone()));
+        }
+        let audit_log = match &self.audit_file {
+            Some(path) => {
+                let mut log = AuditOptions::new(path);
+                if let Some(size) = &self.audit_rotate_size {
+                    log.rotate_bytes = crate::session::parse_bytes(size)
+                        .map_err(|e| ConfigError::Invalid(format!("audit_rotate_size: {e}")))?
+                        as u64;
+                }
+                if let Some(keep) = self.audit_keep {
+                    log.keep = keep;
+                }
+                Some(log)
+            }
+            None if self.audit_rotate_size.is_some() || self.audit_keep.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "audit_rotate_size and audit_keep need audit_file".into(),
+                ));
+            }
+            None => None,
+        };
         Ok(ServerOptions {
+            audit_log,
+            max_connections,
+            session_defaults,
             authentication,
             tls: self.tls.as_ref().map(|t| TlsFiles {
                 cert: t.cert.clone(),
@@ -181,6 +270,35 @@ mod tests {
         match options.authentication {
             Authentication::Scram(users) => assert_eq!(users.role("ann"), Role::ReadOnly),
             other => panic!("expected scram, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_become_session_defaults() {
+        let config = parse(
+            "max_connections = 8\nstatement_timeout = \"30s\"\nquery_memory_limit = \"1G\"\n",
+        );
+        let options = config
+            .server_options("127.0.0.1:1".parse().unwrap())
+            .unwrap();
+        assert_eq!(options.max_connections, 8);
+        assert_eq!(
+            options.session_defaults,
+            vec![
+                ("statement_timeout".to_string(), "30s".to_string()),
+                ("martdb.query_memory_limit".to_string(), "1G".to_string()),
+            ]
+        );
+        for bad in [
+            "max_connections = 0",
+            "idle_session_timeout = \"soon\"",
+            "max_result_size = \"lots\"",
+        ] {
+            let err = parse(bad)
+                .server_options("127.0.0.1:1".parse().unwrap())
+                .unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.to_string().contains(key), "{err}");
         }
     }
 

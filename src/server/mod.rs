@@ -12,6 +12,7 @@
 //! own connection, never the listener; on shutdown the listener stops accepting and
 //! open connections are closed.
 
+pub mod audit;
 mod auth;
 pub mod config;
 mod copy;
@@ -23,12 +24,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::rustls;
 
+pub use audit::{AuditError, AuditLog, AuditOptions};
 pub use auth::{AuthError, Authentication, Role, User, Users, hash_password};
 
 use crate::Engine;
@@ -41,10 +44,23 @@ pub struct ServerOptions {
     /// Certificate and key for TLS; without them clients that ask for TLS are refused
     /// and fall back to plain text (or fail, with `sslmode=require`).
     pub tls: Option<TlsFiles>,
-    /// Log one line per statement (user, database, statement, duration, rows, outcome)
-    /// at INFO on the `martdb::audit` target.
+    /// Audit every statement, not only those that change durable state (which are
+    /// always audited).
     pub audit: bool,
+    /// Where audit lines go ([`audit`]); without it, to the `martdb::audit` tracing
+    /// target at INFO.
+    pub audit_log: Option<AuditOptions>,
+    /// Connections served at once; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// Settings every session starts with, as `(name, value)`: e.g. `statement_timeout`,
+    /// `idle_session_timeout`, and the sizes `martdb.query_memory_limit` and
+    /// `martdb.max_result_size`, which sessions may lower but not raise (see
+    /// [`crate::Session::impose`]).
+    pub session_defaults: Vec<(String, String)>,
 }
+
+/// The default of [`ServerOptions::max_connections`] (PostgreSQL's).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 
 impl Default for ServerOptions {
     /// Trust authentication, no TLS, no audit: for loopback use.
@@ -53,6 +69,9 @@ impl Default for ServerOptions {
             authentication: Authentication::Trust(Arc::default()),
             tls: None,
             audit: false,
+            audit_log: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            session_defaults: Vec::new(),
         }
     }
 }
@@ -74,6 +93,8 @@ pub enum ServerError {
     },
     #[error("TLS: cannot use {path}: {message}")]
     Tls { path: PathBuf, message: String },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Serves `engine` on `listen` until `shutdown` completes.
@@ -95,6 +116,20 @@ pub(crate) struct Shared {
     options: ServerOptions,
     /// (pid, secret key) of each authenticated connection -> its session's cancel handle.
     cancels: Mutex<HashMap<(i32, Vec<u8>), CancelHandle>>,
+    /// Connections admitted and not yet closed.
+    connections: AtomicUsize,
+    audit_log: Option<Arc<AuditLog>>,
+}
+
+impl Shared {
+    /// Counts a new connection in when there is room under `max_connections`.
+    fn admit(&self) -> bool {
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.options.max_connections).then_some(n + 1)
+            })
+            .is_ok()
+    }
 }
 
 /// Like [`serve`], on a listener the caller bound (tests bind port 0).
@@ -105,6 +140,10 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
+    let audit_log = match &options.audit_log {
+        Some(log) => Some(Arc::new(AuditLog::open(log.clone())?)),
+        None => None,
+    };
     engine.set_login_roles(
         options
             .authentication
@@ -118,6 +157,8 @@ pub async fn serve_listener(
         engine,
         options,
         cancels: Mutex::default(),
+        connections: AtomicUsize::new(0),
+        audit_log,
     });
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -127,14 +168,20 @@ pub async fn serve_listener(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
-                    let connection = wire::Connection::new(shared.clone());
+                    let admitted = shared.admit();
+                    let connection = wire::Connection::new(shared.clone(), peer, admitted);
                     let tls = tls.clone();
+                    let shared = shared.clone();
                     connections.spawn(async move {
                         let handlers = connection.handlers();
-                        if let Err(e) = socket::serve(socket, tls, handlers).await {
+                        let served = socket::serve(socket, tls, handlers, &*connection).await;
+                        if let Err(e) = served {
                             tracing::info!("connection from {peer} ended: {e}");
                         }
                         connection.closed();
+                        if admitted {
+                            shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        }
                     });
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),

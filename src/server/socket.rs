@@ -13,6 +13,11 @@
 //!   and every error flush what is held, in order;
 //! - little more than [`HELD_BYTES`] is ever held: a large result streams to the socket
 //!   as it is produced, as before.
+//!
+//! The loop also enforces the connection's limits: a connection over `max_connections`
+//! is answered `53300` after its startup message (a cancel request still goes through),
+//! and a client idle past its session's idle timeout is told why (`57P05`, or `25P03`
+//! inside a transaction block) and disconnected.
 
 use std::io;
 use std::pin::Pin;
@@ -21,7 +26,9 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::messages::PgWireFrontendMessage;
+use pgwire::error::ErrorInfo;
+use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -34,11 +41,25 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Output held beyond this is written even while holding.
 const HELD_BYTES: usize = 64 * 1024;
 
+/// What the connection's limits say, asked by the message loop.
+pub(super) trait Limits {
+    /// `Some`: the connection is over `max_connections`; the error to answer it with.
+    fn refusal(&self) -> Option<ErrorInfo>;
+    /// How long the client may now stay idle, and the error that ends it after that.
+    fn idle(&self) -> Option<(Duration, ErrorInfo)>;
+}
+
+/// A FATAL error: the server closes the connection after sending it.
+pub(super) fn fatal(sqlstate: &str, message: &str) -> ErrorInfo {
+    ErrorInfo::new("FATAL".into(), sqlstate.into(), message.into())
+}
+
 /// Serves one client connection until it ends.
 pub(super) async fn serve<H>(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     handlers: H,
+    limits: &impl Limits,
 ) -> io::Result<()>
 where
     H: PgWireServerHandlers,
@@ -64,16 +85,29 @@ where
     let extended = handlers.extended_query_handler();
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
+    let mut refusal = limits.refusal();
     loop {
         let starting = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
         );
+        let idle = match socket.state() {
+            PgWireConnectionState::ReadyForQuery => limits.idle(),
+            _ => None,
+        };
         let message = if starting {
             tokio::select! {
                 _ = &mut startup => None,
                 message = socket.next() => message,
+            }
+        } else if let Some((after, error)) = idle {
+            match tokio::time::timeout(after, socket.next()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    socket.get_mut().hold = false;
+                    return send_fatal(&mut socket, error).await;
+                }
             }
         } else {
             socket.next().await
@@ -81,6 +115,11 @@ where
         let Some(Ok(message)) = message else {
             break;
         };
+        if !matches!(message, PgWireFrontendMessage::CancelRequest(_))
+            && let Some(error) = refusal.take()
+        {
+            return send_fatal(&mut socket, error).await;
+        }
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break;
         }
@@ -112,6 +151,19 @@ where
         }
     }
     socket.get_mut().hold = false;
+    socket.flush().await
+}
+
+/// Sends a FATAL error and ends the connection.
+async fn send_fatal<S>(socket: &mut S, error: ErrorInfo) -> io::Result<()>
+where
+    S: futures::Sink<PgWireBackendMessage, Error = io::Error> + Unpin,
+{
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(ErrorResponse::from(
+            error,
+        )))
+        .await?;
     socket.flush().await
 }
 

@@ -2,8 +2,9 @@
 //! out as data rows (or COPY data).
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
@@ -35,8 +36,10 @@ use pgwire::messages::copy::{CopyData, CopyDone};
 use pgwire::messages::data::DataRow;
 
 use super::Shared;
+use super::audit::{self, AuditLog, AuditRecord};
 use super::auth::{Role, Startup};
 use super::copy::{CopyFormat, copy_out, parse_copy_in};
+use super::socket::{Limits, fatal};
 use super::text;
 use crate::session::PreparedQuery;
 use crate::{Error, Session};
@@ -48,6 +51,9 @@ pub(super) struct Connection {
     /// Itself, for the statement parser pgwire asks for by `&self`.
     me: std::sync::Weak<Connection>,
     shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Counted in under `max_connections`; otherwise refused after startup.
+    admitted: bool,
     session: OnceLock<Session>,
     user: OnceLock<(String, String)>,
     cancel_key: OnceLock<(i32, Vec<u8>)>,
@@ -69,10 +75,12 @@ pub(super) struct Handlers {
 }
 
 impl Connection {
-    pub(super) fn new(shared: Arc<Shared>) -> Arc<Connection> {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, admitted: bool) -> Arc<Connection> {
         Arc::new_cyclic(|me| Connection {
             me: me.clone(),
             shared,
+            peer,
+            admitted,
             session: OnceLock::new(),
             user: OnceLock::new(),
             cancel_key: OnceLock::new(),
@@ -101,6 +109,12 @@ impl Connection {
             .engine
             .session()
             .read_only(role == Role::ReadOnly);
+        for (name, value) in &self.shared.options.session_defaults {
+            // Config::server_options checked them; an embedding program may not have.
+            if let Err(e) = session.impose(name, value) {
+                tracing::error!("ignoring the session default {name} = {value}: {e}");
+            }
+        }
         self.shared
             .cancels
             .lock()
@@ -131,15 +145,55 @@ impl Connection {
 
     fn audit(&self, statement: &str) -> Audit {
         let (user, database) = self.user.get().cloned().unwrap_or_default();
+        let log = match &self.shared.audit_log {
+            Some(file) => AuditSink::File(file.clone()),
+            None => AuditSink::Tracing,
+        };
         Audit {
-            enabled: self.shared.options.audit,
-            user,
-            database,
-            statement: statement.to_string(),
+            log: Some(log),
+            all: self.shared.options.audit,
+            record: AuditRecord {
+                user,
+                database,
+                statement: statement.to_string(),
+                client: self.peer.to_string(),
+                ..Default::default()
+            },
             started: Instant::now(),
-            rows: 0,
+            changes_state: false,
             error: None,
         }
+    }
+}
+
+impl Limits for Connection {
+    fn refusal(&self) -> Option<ErrorInfo> {
+        (!self.admitted).then(|| {
+            fatal(
+                "53300",
+                &format!(
+                    "sorry, too many clients already (max_connections = {})",
+                    self.shared.options.max_connections
+                ),
+            )
+        })
+    }
+
+    fn idle(&self) -> Option<(Duration, ErrorInfo)> {
+        let session = self.session.get()?;
+        let after = session.idle_timeout()?;
+        let error = if session.in_transaction() {
+            fatal(
+                "25P03",
+                "terminating connection due to idle-in-transaction timeout",
+            )
+        } else {
+            fatal(
+                "57P05",
+                "terminating connection due to idle-session timeout",
+            )
+        };
+        Some((after, error))
     }
 }
 
@@ -165,20 +219,40 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// One audit line, written when the statement's outcome is known (dropped).
+/// One audit line, written when the statement's outcome is known (dropped): to the
+/// audit log when there is one, else on the `martdb::audit` tracing target.
 struct Audit {
-    enabled: bool,
-    user: String,
-    database: String,
-    statement: String,
+    /// `None`: a placeholder that writes nothing.
+    log: Option<AuditSink>,
+    /// Every statement is audited (`audit = true`), not only those that change state.
+    all: bool,
+    record: AuditRecord,
     started: Instant,
-    rows: u64,
+    changes_state: bool,
     error: Option<String>,
 }
 
+#[derive(Clone)]
+enum AuditSink {
+    File(Arc<AuditLog>),
+    Tracing,
+}
+
 impl Audit {
+    /// Stands in for an audit moved into a row stream or a COPY.
+    fn placeholder() -> Audit {
+        Audit {
+            log: None,
+            all: false,
+            record: AuditRecord::default(),
+            started: Instant::now(),
+            changes_state: false,
+            error: None,
+        }
+    }
+
     fn add_rows(&mut self, rows: usize) {
-        self.rows += rows as u64;
+        self.record.rows += rows as u64;
     }
 
     fn fail(&mut self, sqlstate: &str) {
@@ -188,19 +262,33 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        if !self.enabled {
+        let Some(log) = &self.log else { return };
+        if !(self.all || self.changes_state) {
             return;
         }
-        let outcome = self.error.as_deref().unwrap_or("ok");
-        tracing::info!(
-            target: "martdb::audit",
-            user = %self.user,
-            database = %self.database,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            rows = self.rows,
-            outcome = %outcome,
-            statement = %self.statement,
-        );
+        let mut record = std::mem::take(&mut self.record);
+        record.time = audit::now();
+        record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        record.outcome = self.error.take().unwrap_or_else(|| "ok".into());
+        record.changes_state = self.changes_state;
+        match log {
+            AuditSink::File(file) => {
+                if let Err(e) = file.write(&record) {
+                    tracing::error!("{e}; the line was: {record:?}");
+                }
+            }
+            AuditSink::Tracing => tracing::info!(
+                target: "martdb::audit",
+                user = %record.user,
+                client = %record.client,
+                database = %record.database,
+                duration_ms = record.duration_ms,
+                rows = record.rows,
+                outcome = %record.outcome,
+                changes_state = record.changes_state,
+                statement = %record.statement,
+            ),
+        }
     }
 }
 
@@ -299,8 +387,9 @@ fn data_rows(
     batches: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     fields: Arc<Vec<FieldInfo>>,
     mut audit: Audit,
+    max_bytes: Option<usize>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    batches
+    let rows = batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
                 Ok(batch) => {
@@ -315,7 +404,33 @@ fn data_rows(
             };
             futures::stream::iter(rows)
         })
-        .flatten()
+        .flatten();
+    let Some(max_bytes) = max_bytes else {
+        return rows.left_stream();
+    };
+    // Rows go out until the next one would pass the limit; then the error, and nothing
+    // after it.
+    let mut sent = 0usize;
+    rows.scan(false, move |failed, row| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        if let Ok(row) = &row {
+            sent += row.data.len();
+            if sent > max_bytes {
+                *failed = true;
+                return futures::future::ready(Some(Err(user_error(
+                    "54000",
+                    format!(
+                        "the result is larger than martdb.max_result_size ({max_bytes} bytes): add a LIMIT or a WHERE clause, or ask for a larger limit"
+                    ),
+                ))));
+            }
+        }
+        *failed = row.is_err();
+        futures::future::ready(Some(row))
+    })
+    .right_stream()
 }
 
 /// The rows a write reports in the engine's `count` column.
@@ -392,6 +507,13 @@ impl Connection {
             None => session.execute(statement.clone()).await,
             Some((query, params)) => session.execute_prepared(query, &params).await,
         };
+        // By its kind where planning failed before the session could tell.
+        audit.changes_state = session.last_changed_state()
+            || match &kind {
+                Kind::Insert | Kind::CreateTableAs => true,
+                Kind::Command(tag) => tag.starts_with("CREATE") || tag.starts_with("DROP"),
+                _ => false,
+            };
         let stream = result.map_err(|e| pg_error(&e))?;
         let rows = match kind {
             Kind::Rows | Kind::TaggedRows(_) => true,
@@ -400,14 +522,15 @@ impl Connection {
         };
         if rows {
             let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, None)?);
-            let audit = std::mem::replace(audit, self.audit(""));
+            let audit = std::mem::replace(audit, Audit::placeholder());
+            let max_bytes = session.max_result_size();
             let mut response = if lazy {
-                QueryResponse::new(fields.clone(), data_rows(stream, fields, audit))
+                QueryResponse::new(fields.clone(), data_rows(stream, fields, audit, max_bytes))
             } else {
                 let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(df_error)?;
                 let batches =
                     futures::stream::iter(batches.into_iter().map(Ok::<_, DataFusionError>));
-                QueryResponse::new(fields.clone(), data_rows(batches, fields, audit))
+                QueryResponse::new(fields.clone(), data_rows(batches, fields, audit, max_bytes))
             };
             if let Kind::TaggedRows(tag) = kind {
                 response.set_command_tag(tag);
@@ -415,7 +538,7 @@ impl Connection {
             return Ok(Response::Query(response));
         }
         let count = written_rows(stream).await.map_err(|e| pg_error(&e))? as usize;
-        audit.rows = count as u64;
+        audit.record.rows = count as u64;
         Ok(match kind {
             Kind::Begin => Response::TransactionStart(Tag::new("BEGIN")),
             Kind::End(tag) => Response::TransactionEnd(Tag::new(tag)),
@@ -512,7 +635,10 @@ impl Connection {
                     columns,
                     format,
                     data: Vec::new(),
-                    audit: std::mem::replace(audit, self.audit("")),
+                    audit: {
+                        audit.changes_state = true;
+                        std::mem::replace(audit, Audit::placeholder())
+                    },
                 });
                 Ok(Response::CopyIn(CopyResponse::new(
                     0,
@@ -782,7 +908,7 @@ impl CopyHandler for Connection {
         };
         match self.finish_copy_in(&mut copy).await {
             Ok(rows) => {
-                copy.audit.rows = rows;
+                copy.audit.record.rows = rows;
                 client
                     .send(PgWireBackendMessage::CommandComplete(
                         Tag::new("COPY").with_rows(rows as usize).into(),

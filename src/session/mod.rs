@@ -31,6 +31,7 @@
 
 mod cursor;
 mod interrupt;
+mod memory;
 mod prepared;
 mod settings;
 
@@ -52,11 +53,12 @@ use futures::TryStreamExt;
 
 pub use interrupt::CancelHandle;
 pub use prepared::PreparedQuery;
-pub use settings::Settings;
+pub use settings::{Settings, parse_bytes};
 
 use crate::{Engine, Error, Result};
 use cursor::Cursor;
 use interrupt::Interrupt;
+use memory::SessionPool;
 use prepared::{GenericPlan, PlanKey};
 
 /// Whether `statement` is a plain query (`SELECT`, `VALUES`, `WITH ... SELECT`).
@@ -105,6 +107,15 @@ pub enum SessionError {
         "DECLARE CURSOR can only be used in transaction blocks (run BEGIN first, or declare the cursor WITH HOLD)"
     )]
     NoTransaction,
+    /// `SET` of a size above the limit the server imposes (or turning it off).
+    #[error(
+        "permission denied to set parameter \"{name}\" to \"{value}\": the server limits it to {limit}"
+    )]
+    AboveServerLimit {
+        name: String,
+        value: String,
+        limit: String,
+    },
     /// A write attempted by a read-only session.
     #[error("cannot execute {statement} in a read-only session")]
     ReadOnly { statement: String },
@@ -122,6 +133,7 @@ impl SessionError {
             SessionError::CursorExists { .. } => "42P03",
             SessionError::NoTransaction => "25P01",
             SessionError::ReadOnly { .. } => "25006",
+            SessionError::AboveServerLimit { .. } => "42501",
         }
     }
 }
@@ -137,6 +149,10 @@ pub struct Session {
     /// Grows with every statement that is not a query (settings, DDL...): generic plans
     /// of prepared queries made before it are stale.
     plan_epoch: AtomicU64,
+    /// This session's share of the engine's memory (`martdb.query_memory_limit`).
+    memory: Arc<SessionPool>,
+    /// Whether the last statement run (or attempted) changes durable state.
+    changed_state: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -150,7 +166,8 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub(crate) fn new(engine: &Engine) -> Session {
         let settings = Arc::new(RwLock::new(Settings::default()));
-        let engine = engine.fork();
+        let memory = Arc::new(SessionPool::new(engine.memory_pool()));
+        let engine = engine.fork(memory.clone());
         engine.context().register_udf(ScalarUDF::from(
             crate::udf::system::current_setting::CurrentSetting::new(settings.clone()),
         ));
@@ -162,6 +179,8 @@ impl Session {
             read_only: false,
             interrupt: Arc::default(),
             plan_epoch: AtomicU64::new(0),
+            memory,
+            changed_state: AtomicBool::new(false),
         }
     }
 
@@ -175,6 +194,34 @@ impl Session {
                 .force("transaction_read_only", "on");
         }
         self
+    }
+
+    /// Starts `name` at `value` for this session, as the server's default: `RESET`
+    /// returns to it, and for the sizes `martdb.query_memory_limit` and
+    /// `martdb.max_result_size` it is also the most the session may `SET`.
+    pub fn impose(&self, name: &str, value: &str) -> Result<()> {
+        self.settings
+            .write()
+            .expect("settings lock")
+            .impose(name, value)?;
+        self.apply(name, value)
+    }
+
+    /// How long the client may stay idle now (see [`Settings::idle_timeout`]).
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.read_settings().idle_timeout(self.in_transaction())
+    }
+
+    /// The most bytes of rows one statement may send the client (`martdb.max_result_size`).
+    pub fn max_result_size(&self) -> Option<usize> {
+        self.read_settings().bytes("martdb.max_result_size")
+    }
+
+    /// Whether the last statement this session ran, or tried to run, changes durable
+    /// state (DDL, a write, `COPY` to a file, or a function such as `reserve_coupon`):
+    /// the server always audits those.
+    pub fn last_changed_state(&self) -> bool {
+        self.changed_state.load(Ordering::Acquire)
     }
 
     /// Whether the session is read-only.
@@ -241,6 +288,7 @@ impl Session {
     /// Runs one statement: session statements (SET, SHOW, RESET, cursors, transaction
     /// control) here, everything else through the engine, under timeout and cancel.
     pub async fn execute(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        self.changed_state.store(false, Ordering::Release);
         if !is_query(&statement) {
             self.plan_epoch.fetch_add(1, Ordering::AcqRel);
         }
@@ -313,6 +361,8 @@ impl Session {
         prepared: &PreparedQuery,
         params: &ParamValues,
     ) -> Result<SendableRecordBatchStream> {
+        self.changed_state
+            .store(prepared.changes_state(), Ordering::Release);
         if self.read_only {
             // Before the generic plan: a kept plan may call functions that write.
             check_read_only(prepared.plan(), prepared.text())?;
@@ -388,6 +438,8 @@ impl Session {
         text: String,
         watch: interrupt::Watch,
     ) -> Result<SendableRecordBatchStream> {
+        self.changed_state
+            .store(changes_state(&plan), Ordering::Release);
         if self.read_only {
             check_read_only(&plan, &text)?;
         }
@@ -554,14 +606,16 @@ impl Session {
     fn reset_all(&self) {
         let read_only = self.read_only;
         let mut settings = self.settings.write().expect("settings lock");
-        *settings = Settings::default();
+        settings.reset_all();
         if read_only {
             settings.force("transaction_read_only", "on");
         }
         drop(settings);
         // Defaults are valid by construction.
-        let _ = self.apply("TimeZone", "UTC");
-        let _ = self.apply("search_path", "public");
+        for name in ["TimeZone", "search_path", "martdb.query_memory_limit"] {
+            let value = self.setting(name).unwrap_or_default();
+            let _ = self.apply(name, &value);
+        }
     }
 
     /// Carries a setting over to the DataFusion configuration where it changes
@@ -576,6 +630,10 @@ impl Session {
                     .config_mut()
                     .options_mut()
                     .set("datafusion.execution.time_zone", value)?;
+            }
+            "martdb.query_memory_limit" => {
+                let limit = self.read_settings().bytes("martdb.query_memory_limit");
+                self.memory.set_limit(limit.unwrap_or(0));
             }
             "martdb.ml_device" => {
                 let state = ctx.state_ref();
@@ -686,6 +744,15 @@ fn check_read_only(plan: &LogicalPlan, text: &str) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Whether running `plan` changes durable state: DDL, a write, `COPY` to a file, or a
+/// function that writes (coupons, dictionary, audiences, rules, models).
+pub(crate) fn changes_state(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+    ) || writing_function(plan).is_some()
 }
 
 /// The first function in `plan` that changes state outside tables (the id dictionary,

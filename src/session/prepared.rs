@@ -73,6 +73,8 @@ pub struct PreparedQuery {
     parameter_types: Vec<Option<DataType>>,
     generic: Mutex<Generic>,
     direct: Option<DirectStatement>,
+    /// Whether running it changes durable state (see [`super::changes_state`]).
+    changes_state: bool,
 }
 
 /// A statement that is one call of a function with a direct form
@@ -137,11 +139,18 @@ impl PreparedQuery {
         }
         Ok(PreparedQuery {
             text,
+            changes_state: super::changes_state(&plan),
             direct: DirectStatement::of(&plan),
             plan,
             parameter_types,
             generic: Mutex::new(Generic::Untried),
         })
+    }
+
+    /// Whether running it changes durable state: a write, DDL, or a function such as
+    /// `reserve_coupon`.
+    pub fn changes_state(&self) -> bool {
+        self.changes_state
     }
 
     /// Whether executions run the statement's one function call directly, without a plan

@@ -24,6 +24,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("idle_in_transaction_session_timeout", "0"),
+    ("idle_session_timeout", "0"),
     ("integer_datetimes", "on"),
     ("IntervalStyle", "postgres"),
     ("jit", "off"),
@@ -35,7 +36,9 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("lc_time", "C"),
     ("lock_timeout", "0"),
     ("maintenance_work_mem", "64MB"),
+    ("martdb.max_result_size", "0"),
     ("martdb.ml_device", "cpu"),
+    ("martdb.query_memory_limit", "0"),
     ("max_identifier_length", "63"),
     ("max_parallel_workers_per_gather", "2"),
     ("row_security", "on"),
@@ -64,11 +67,19 @@ const READ_ONLY: &[&str] = &[
     "server_version_num",
 ];
 
+/// Sizes the server may cap: a session can lower them but not raise them past the
+/// server's value (nor turn them off).
+const CAPPED: &[&str] = &["martdb.max_result_size", "martdb.query_memory_limit"];
+
 /// The settings of one session.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Lowercased name -> (display name, value). Custom `a.b` names included.
     values: BTreeMap<String, (String, String)>,
+    /// Defaults the server set in place of PostgreSQL's (what `RESET` goes back to).
+    defaults: BTreeMap<String, String>,
+    /// Lowercased name -> the largest value in bytes a session may set (see [`CAPPED`]).
+    caps: BTreeMap<String, usize>,
 }
 
 impl Default for Settings {
@@ -82,7 +93,11 @@ impl Default for Settings {
                 )
             })
             .collect();
-        Settings { values }
+        Settings {
+            values,
+            defaults: BTreeMap::new(),
+            caps: BTreeMap::new(),
+        }
     }
 }
 
@@ -130,8 +145,46 @@ impl Settings {
             }
         };
         let value = normalise(&key, value)?;
+        if let Some(&cap) = self.caps.get(&key) {
+            let bytes = parse_bytes(&value).unwrap_or(0);
+            if bytes == 0 || bytes > cap {
+                return Err(SessionError::AboveServerLimit {
+                    name: display,
+                    value,
+                    limit: show_bytes(cap),
+                });
+            }
+        }
         self.values.insert(key, (display, value.clone()));
         Ok(value)
+    }
+
+    /// A server-imposed default: `name` starts at `value` and `RESET` returns to it. For
+    /// the sizes of [`CAPPED`], `value` is also the most a session may set.
+    pub(crate) fn impose(&mut self, name: &str, value: &str) -> Result<(), SessionError> {
+        let key = name.to_ascii_lowercase();
+        self.caps.remove(&key);
+        let value = self.set(name, value)?;
+        if CAPPED.contains(&key.as_str()) {
+            let bytes = parse_bytes(&value).unwrap_or(0);
+            if bytes > 0 {
+                self.caps.insert(key.clone(), bytes);
+            }
+        }
+        self.defaults.insert(key, value);
+        Ok(())
+    }
+
+    /// Every parameter back to its default (`RESET ALL`, `DISCARD ALL`); custom names
+    /// are removed.
+    pub(crate) fn reset_all(&mut self) {
+        let fresh = Settings::default();
+        self.values = fresh.values;
+        for (key, value) in &self.defaults {
+            if let Some((_, current)) = self.values.get_mut(key) {
+                current.clone_from(value);
+            }
+        }
     }
 
     /// Stores a value without the checks of [`Settings::set`] (server-imposed values).
@@ -149,6 +202,7 @@ impl Settings {
             .find(|(known, _)| known.eq_ignore_ascii_case(&key))
         {
             Some((known, value)) => {
+                let value = self.defaults.get(&key).map_or(*value, String::as_str);
                 self.values
                     .insert(key, (known.to_string(), value.to_string()));
                 Ok(())
@@ -164,6 +218,25 @@ impl Settings {
     pub fn statement_timeout(&self) -> Option<Duration> {
         let ms = parse_milliseconds(self.get("statement_timeout").ok()?).ok()?;
         (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// The idle timeout that applies now: `idle_in_transaction_session_timeout` inside a
+    /// transaction block, `idle_session_timeout` outside; `None` when off.
+    pub fn idle_timeout(&self, in_transaction: bool) -> Option<Duration> {
+        let name = if in_transaction {
+            "idle_in_transaction_session_timeout"
+        } else {
+            "idle_session_timeout"
+        };
+        let ms = parse_milliseconds(self.get(name).ok()?).ok()?;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// A size setting in bytes; `None` when 0 (off).
+    pub fn bytes(&self, name: &str) -> Option<usize> {
+        parse_bytes(self.get(name).ok()?)
+            .ok()
+            .filter(|&bytes| bytes > 0)
     }
 
     /// The schemas of `search_path` in order, without `"$user"` and `pg_catalog`.
@@ -185,11 +258,17 @@ fn normalise(key: &str, value: &str) -> Result<String, SessionError> {
         expected: expected.to_string(),
     };
     match key {
-        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+        "statement_timeout"
+        | "lock_timeout"
+        | "idle_in_transaction_session_timeout"
+        | "idle_session_timeout" => {
             let ms = parse_milliseconds(value)
                 .map_err(|_| invalid("a duration such as 5000, '30s' or '2min'"))?;
             Ok(show_milliseconds(ms))
         }
+        "martdb.max_result_size" | "martdb.query_memory_limit" => parse_bytes(value)
+            .map(show_bytes)
+            .map_err(|_| invalid("a size such as '64MB', '1GB' or 0 (no limit)")),
         "client_encoding" => {
             let upper = value.to_ascii_uppercase().replace(['-', '_'], "");
             if matches!(upper.as_str(), "UTF8" | "UNICODE") {
@@ -268,6 +347,45 @@ fn parse_milliseconds(value: &str) -> Result<u64, ()> {
     number.checked_mul(factor).ok_or(())
 }
 
+/// A size such as `512M`, `64MB`, `4G` or a number of bytes.
+///
+/// ```
+/// assert_eq!(martdb::session::parse_bytes("64MB"), Ok(64 << 20));
+/// assert_eq!(martdb::session::parse_bytes("1500"), Ok(1500));
+/// assert!(martdb::session::parse_bytes("lots").is_err());
+/// ```
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 512M or 4G"))?;
+    let factor: usize = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' (use K, M or G)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Bytes as PostgreSQL shows memory settings (`64MB`, `1GB`; `0` for off).
+fn show_bytes(bytes: usize) -> String {
+    match bytes {
+        0 => "0".to_string(),
+        b if b % (1 << 30) == 0 => format!("{}GB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}MB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}kB", b >> 10),
+        b => format!("{b}B"),
+    }
+}
+
 fn show_milliseconds(ms: u64) -> String {
     match ms {
         0 => "0".to_string(),
@@ -287,6 +405,55 @@ mod tests {
         settings.set("datestyle", "ISO").unwrap();
         assert_eq!(settings.get("DATESTYLE").unwrap(), "ISO, MDY");
         assert_eq!(settings.display_name("timezone"), "TimeZone");
+    }
+
+    #[test]
+    fn server_limits_cap_sizes_and_set_defaults() {
+        let mut settings = Settings::default();
+        settings.impose("martdb.query_memory_limit", "1G").unwrap();
+        settings.impose("statement_timeout", "30s").unwrap();
+        assert_eq!(settings.get("martdb.query_memory_limit").unwrap(), "1GB");
+        assert_eq!(settings.bytes("martdb.query_memory_limit"), Some(1 << 30));
+        // Lower is allowed, higher or off is not.
+        assert_eq!(
+            settings.set("martdb.query_memory_limit", "64MB").unwrap(),
+            "64MB"
+        );
+        for above in ["2GB", "0"] {
+            let err = settings
+                .set("martdb.query_memory_limit", above)
+                .unwrap_err();
+            assert_eq!(err.sqlstate(), "42501", "{err}");
+            assert!(err.to_string().contains("1GB"), "{err}");
+        }
+        assert_eq!(settings.get("martdb.query_memory_limit").unwrap(), "64MB");
+        // RESET returns to the server's values, not PostgreSQL's.
+        settings.set("statement_timeout", "0").unwrap();
+        settings.reset("statement_timeout").unwrap();
+        assert_eq!(settings.get("statement_timeout").unwrap(), "30s");
+        settings.reset_all();
+        assert_eq!(settings.get("martdb.query_memory_limit").unwrap(), "1GB");
+        assert_eq!(settings.get("statement_timeout").unwrap(), "30s");
+        // Uncapped sizes can be switched off.
+        settings.set("martdb.max_result_size", "10MB").unwrap();
+        settings.set("martdb.max_result_size", "0").unwrap();
+        assert_eq!(settings.bytes("martdb.max_result_size"), None);
+        assert!(settings.set("martdb.max_result_size", "lots").is_err());
+    }
+
+    #[test]
+    fn idle_timeouts_depend_on_the_transaction_state() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.idle_timeout(false), None);
+        settings.set("idle_session_timeout", "2s").unwrap();
+        settings
+            .set("idle_in_transaction_session_timeout", "500")
+            .unwrap();
+        assert_eq!(settings.idle_timeout(false), Some(Duration::from_secs(2)));
+        assert_eq!(
+            settings.idle_timeout(true),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -221,8 +221,9 @@ impl Storage {
         &self.kv
     }
 
-    /// The directory of the state store, for state kept beside it.
-    pub(crate) fn state_dir(&self) -> &Path {
+    /// The directory of the state store (`<root>/_martdb`, or the state directory of an
+    /// object-store root), for state kept beside it.
+    pub fn state_dir(&self) -> &Path {
         self.kv_path
             .parent()
             .expect("the state store is a file in a directory")

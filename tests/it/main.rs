@@ -1,6 +1,7 @@
 //! martdb's integration tests: one binary, so the crate links once.
 
 mod attribution_differential;
+mod audit;
 mod bitmap_differential;
 mod catalog;
 mod cli;
@@ -9,6 +10,7 @@ mod differential;
 mod forecast;
 mod forecast_accuracy;
 mod identity;
+mod limits;
 mod prepared;
 mod rules;
 mod server;

@@ -19,9 +19,18 @@ impl Server {
         Self::start_with(martdb::server::ServerOptions::default()).await
     }
 
-    async fn start_with(options: martdb::server::ServerOptions) -> Server {
+    pub(crate) async fn start_with(options: martdb::server::ServerOptions) -> Server {
+        Self::start_engine(martdb::EngineOptions::default(), options).await
+    }
+
+    pub(crate) async fn start_engine(
+        engine_options: martdb::EngineOptions,
+        options: martdb::server::ServerOptions,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
+        let engine = Engine::open_with(dir.path().to_str().unwrap(), engine_options)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -38,6 +47,10 @@ impl Server {
             task,
             _dir: dir,
         }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub(crate) async fn client(&self) -> tokio_postgres::Client {
@@ -440,7 +453,7 @@ async fn sessions_keep_their_own_settings_and_cursors() {
     server.stop().await;
 }
 
-const LONG_QUERY: &str =
+pub(crate) const LONG_QUERY: &str =
     "SELECT count(*) FROM generate_series(1, 20000000000) AS t(v) WHERE v % 7 = 3";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
