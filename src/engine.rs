@@ -29,6 +29,7 @@ use crate::catalog::{
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
 use crate::ml::runtime::ModelRegistry;
+use crate::privacy::PrivacyOptions;
 use crate::rewrite::compat::CompatParser;
 use crate::rules::{RuleStore, Rules};
 use crate::session::Session;
@@ -59,6 +60,8 @@ pub struct EngineOptions {
     pub create_if_missing: bool,
     /// Where the state store lives when the location is an object store.
     pub state_dir: Option<PathBuf>,
+    /// Keys for `hash_id` and column masking rules (see [`crate::privacy`]).
+    pub privacy: PrivacyOptions,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
             target_partitions: None,
             create_if_missing: true,
             state_dir: None,
+            privacy: PrivacyOptions::default(),
         }
     }
 }
@@ -176,10 +180,15 @@ impl Engine {
         let table_cache = options
             .table_cache
             .unwrap_or((memory_limit / 8).min(DEFAULT_TABLE_CACHE_MAX));
+        options.privacy.validate()?;
+        for function in crate::udf::privacy::keyed_functions(&options.privacy.hash_keys) {
+            ctx.register_udf(function);
+        }
         let catalog = Catalog::new(
             storage.clone(),
             Arc::new(TableCache::new(table_cache)),
             &ctx,
+            &options.privacy,
         );
         // State-changing functions hold the engine's stores (and its context, weakly, to
         // run audience definitions); their state is listed in martdb.* tables.

@@ -33,6 +33,9 @@ pub enum Error {
     /// A coupon pool or reservation call failed.
     #[error(transparent)]
     Coupons(#[from] crate::coupons::CouponError),
+    /// Privacy settings (hash keys, masking rules) that cannot be used.
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// The statement is valid SQL that martdb does not support.
     #[error("{0}")]
     Unsupported(String),
@@ -71,6 +74,7 @@ impl Error {
             Error::Session(e) => e.sqlstate(),
             Error::Coupons(e) => e.sqlstate(),
             Error::Unsupported(_) => "0A000",
+            Error::Privacy(e) => e.sqlstate(),
         }
     }
 }
@@ -121,6 +125,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             } else if let Some(e) = e.downcast_ref::<crate::ml::runtime::MlError>() {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::ml::forecast::ForecastError>() {
+                e.sqlstate()
+            } else if let Some(e) = e.downcast_ref::<crate::privacy::PrivacyError>() {
                 e.sqlstate()
             } else if let Some(e) = e.downcast_ref::<crate::identity::IdentityError>() {
                 e.sqlstate()

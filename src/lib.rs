@@ -32,6 +32,7 @@ mod engine;
 mod error;
 pub mod identity;
 pub mod ml;
+pub mod privacy;
 mod rewrite;
 pub mod rules;
 pub mod server;

@@ -242,9 +242,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 server_options.max_connections = max;
             }
+            let privacy = config
+                .privacy()
+                .map_err(|e| Failure::Other(e.to_string()))?;
             let options = EngineOptions {
                 memory_limit,
                 table_cache,
+                privacy,
                 ..Default::default()
             };
             let engine = Engine::open_with(&data, options).await?;

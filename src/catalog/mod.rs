@@ -21,6 +21,7 @@ mod data_dir;
 pub(crate) mod id_dictionary;
 pub(crate) mod identity;
 mod managed;
+pub(crate) mod masking;
 pub(crate) mod models;
 pub(crate) mod pg_overlay;
 pub(crate) mod rules;
@@ -174,7 +175,14 @@ impl std::fmt::Display for QualifiedName {
 impl Catalog {
     /// Builds the catalog over `storage` and registers it as the default catalog of `ctx`.
     /// Call [`Catalog::restore`] afterwards to replay persisted definitions.
-    pub fn new(storage: Arc<Storage>, cache: Arc<TableCache>, ctx: &SessionContext) -> Self {
+    /// With masking rules in `privacy`, the catalog registered in `ctx` applies them
+    /// ([`masking`]).
+    pub fn new(
+        storage: Arc<Storage>,
+        cache: Arc<TableCache>,
+        ctx: &SessionContext,
+        privacy: &crate::privacy::PrivacyOptions,
+    ) -> Self {
         let schema_names = Arc::new(RwLock::new(Vec::new()));
         let public = Arc::new(DataDirSchema::new(
             storage.local_root().map(|p| p.to_path_buf()),
@@ -203,7 +211,18 @@ impl Catalog {
         provider
             .register_schema(SYSTEM_SCHEMA, system)
             .expect("fresh catalog");
-        ctx.register_catalog(CATALOG_NAME, provider);
+        if privacy.masking.is_empty() {
+            ctx.register_catalog(CATALOG_NAME, provider);
+        } else {
+            ctx.register_catalog(
+                CATALOG_NAME,
+                Arc::new(masking::PolicyCatalog::new(
+                    provider,
+                    privacy.masking.clone(),
+                    privacy.hash_keys.clone(),
+                )),
+            );
+        }
         Catalog { inner }
     }
 

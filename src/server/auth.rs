@@ -53,6 +53,16 @@ pub enum Role {
     ReadOnly,
 }
 
+impl Role {
+    /// The name the configuration and masking rules use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read_only",
+        }
+    }
+}
+
 /// A configured user: name, SCRAM verifier and role.
 #[derive(Debug, Clone)]
 pub struct User {

@@ -19,6 +19,15 @@
 //! query_memory_limit = "2G"      # per statement; sessions may lower it, not raise it
 //! max_result_size = "1G"         # bytes of rows one statement sends; same
 //!
+//! [hash_keys]                   # for hash_id(id, 'crm'); never in SQL text
+//! crm = "hex:5f2b..."           # at least 32 bytes: `openssl rand -hex 32`
+//!
+//! [[masking]]                   # read-only users see masked phone numbers
+//! table = "customers"           # or "schema.table"
+//! column = "phone"
+//! function = "mask_phone"       # mask_email, mask(1, 2), hash_id(crm), null
+//! roles = ["read_only"]         # the default
+//!
 //! [tls]
 //! cert = "server.crt"           # PEM certificate chain
 //! key = "server.key"            # PEM private key
@@ -37,6 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::privacy::{HashKeys, Masking, MaskingRule, PrivacyOptions};
 
 use super::auth::{AuthError, Authentication, Role, User, Users};
 use super::{AuditOptions, DEFAULT_MAX_CONNECTIONS, ServerOptions, TlsFiles};
@@ -75,6 +86,24 @@ pub struct UserEntry {
     pub password: String,
     #[serde(default)]
     pub role: Role,
+}
+
+/// One `[[masking]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingEntry {
+    /// `table` (in `public`) or `schema.table`.
+    pub table: String,
+    pub column: String,
+    /// `mask_phone`, `mask_email`, `mask(keep_first, keep_last)`, `hash_id(key)`, `null`.
+    pub function: String,
+    /// The roles that see the masked column (default: read_only).
+    #[serde(default = "read_only_role")]
+    pub roles: Vec<Role>,
+}
+
+fn read_only_role() -> Vec<Role> {
+    vec![Role::ReadOnly]
 }
 
 /// `[tls]`.
@@ -119,6 +148,12 @@ pub struct Config {
     pub query_memory_limit: Option<String>,
     /// Bytes, or a size such as "1G"; the most one statement may send a client.
     pub max_result_size: Option<String>,
+    /// Secret keys for `hash_id`, by name: "hex:..." or "base64:...".
+    #[serde(default)]
+    pub hash_keys: std::collections::BTreeMap<String, String>,
+    /// Column masking rules.
+    #[serde(default)]
+    pub masking: Vec<MaskingEntry>,
 }
 
 impl Config {
@@ -140,6 +175,38 @@ impl Config {
             *file = dir.join(&*file);
         }
         Ok(config)
+    }
+
+    /// The hash keys and masking rules, for [`crate::EngineOptions::privacy`].
+    pub fn privacy(&self) -> Result<PrivacyOptions, ConfigError> {
+        let hash_keys = HashKeys::parse(
+            self.hash_keys
+                .iter()
+                .map(|(name, key)| (name.as_str(), key.as_str())),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut masking = Vec::new();
+        for entry in &self.masking {
+            let (schema, table) = entry
+                .table
+                .split_once('.')
+                .unwrap_or((crate::catalog::DEFAULT_SCHEMA, &entry.table));
+            let function = Masking::parse(&entry.function).map_err(|e| {
+                ConfigError::Invalid(format!("[[masking]] {}.{}: {e}", entry.table, entry.column))
+            })?;
+            masking.push(MaskingRule {
+                schema: schema.to_string(),
+                table: table.to_string(),
+                column: entry.column.clone(),
+                masking: function,
+                roles: entry.roles.iter().map(|r| r.name().to_string()).collect(),
+            });
+        }
+        let privacy = PrivacyOptions { hash_keys, masking };
+        privacy
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(privacy)
     }
 
     /// Checks the combination and turns it into what [`super::serve`] takes.
@@ -299,6 +366,27 @@ mod tests {
                 .unwrap_err();
             let key = bad.split(' ').next().unwrap();
             assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn hash_keys_and_masking_rules() {
+        let key = "ab".repeat(32);
+        let config = parse(&format!(
+            "[hash_keys]\ncrm = \"hex:{key}\"\n\n[[masking]]\ntable = \"crm.customers\"\ncolumn = \"email\"\nfunction = \"hash_id(crm)\"\n\n[[masking]]\ntable = \"customers\"\ncolumn = \"phone\"\nfunction = \"mask_phone\"\nroles = [\"read_only\", \"admin\"]\n"
+        ));
+        let privacy = config.privacy().unwrap();
+        assert_eq!(privacy.masking.len(), 2);
+        assert_eq!(privacy.masking[0].schema, "crm");
+        assert_eq!(privacy.masking[0].roles, vec!["read_only"]);
+        assert_eq!(privacy.masking[1].schema, "public");
+        assert_eq!(privacy.masking[1].roles, vec!["read_only", "admin"]);
+        for bad in [
+            "[hash_keys]\ncrm = \"hex:abcd\"",
+            "[[masking]]\ntable = \"t\"\ncolumn = \"c\"\nfunction = \"rot13\"",
+            "[[masking]]\ntable = \"t\"\ncolumn = \"c\"\nfunction = \"hash_id(missing)\"",
+        ] {
+            assert!(parse(bad).privacy().is_err(), "{bad}");
         }
     }
 

@@ -187,6 +187,16 @@ impl Session {
     /// Makes this session read-only: statements that would write fail with 25006.
     pub fn read_only(mut self, read_only: bool) -> Session {
         self.read_only = read_only;
+        let role = if read_only { "read_only" } else { "admin" };
+        // Masking policies read the role from the session's configuration.
+        let _ = self
+            .engine
+            .context()
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set("martdb.role", role);
         if read_only {
             self.settings
                 .write()

@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod forecasting;
 pub mod identity;
 pub mod ml;
+pub mod privacy;
 pub(crate) mod query;
 pub mod rules;
 pub mod system;
@@ -58,6 +59,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     all.extend(bitmap::functions());
     all.extend(experiments::functions());
     all.extend(ml::functions());
+    all.extend(privacy::functions());
     all
 }
 

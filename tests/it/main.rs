@@ -12,6 +12,7 @@ mod forecast_accuracy;
 mod identity;
 mod limits;
 mod prepared;
+mod privacy;
 mod rules;
 mod server;
 mod slt;

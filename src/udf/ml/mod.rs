@@ -91,6 +91,9 @@ extensions_options! {
     pub struct MartdbOptions {
         /// Where models train and score: `cpu`, `cuda` or `cuda:N`.
         pub ml_device: String, default = "cpu".to_string()
+        /// The role of the session's user (`admin` or `read_only`): masking policies
+        /// apply by it. Set by the server, never by `SET`.
+        pub role: String, default = "admin".to_string()
     }
 }
 
