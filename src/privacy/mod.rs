@@ -59,7 +59,8 @@ pub const MASK: char = '*';
 /// ```
 /// use martdb::privacy::mask;
 /// assert_eq!(mask("4111111111111111", 0, 4), "************1111");
-/// assert_eq!(mask("Zoë", 1, 1), "***");
+/// assert_eq!(mask("Zoë", 1, 1), "Z*ë");
+/// assert_eq!(mask("Zoë", 2, 1), "***"); // would show it all
 /// ```
 pub fn mask(text: &str, keep_first: usize, keep_last: usize) -> String {
     let length = text.chars().count();
