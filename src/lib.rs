@@ -31,6 +31,7 @@ pub mod demo;
 mod engine;
 mod error;
 pub mod identity;
+pub mod metrics;
 pub mod ml;
 pub mod privacy;
 mod rewrite;

@@ -53,6 +53,9 @@ enum Command {
         /// Connections served at once; more are refused (default 100).
         #[arg(long)]
         max_connections: Option<usize>,
+        /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 127.0.0.1:9187.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Generate the demo data set first if the directory has no tables yet.
         #[arg(long)]
         demo: bool,
@@ -201,6 +204,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit,
             audit_file,
             max_connections,
+            metrics_listen,
             demo,
             memory_limit,
             table_cache,
@@ -234,6 +238,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .server_options(listen)
                 .map_err(|e| Failure::Other(e.to_string()))?;
             server_options.audit |= audit;
+            if metrics_listen.is_some() {
+                server_options.metrics_listen = metrics_listen;
+            }
             if let Some(max) = max_connections {
                 if max == 0 {
                     return Err(Failure::Other(

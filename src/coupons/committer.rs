@@ -89,9 +89,19 @@ impl Waiting {
     fn answer(self, done: Result<Done, CouponError>) {
         match (self, done) {
             (Waiting::Outcomes(reply), Ok(Done::Outcomes(outcomes))) => {
+                for outcome in &outcomes {
+                    crate::metrics::coupon_outcome(outcome.name());
+                }
                 let _ = reply.send(Ok(outcomes));
             }
             (Waiting::Settlements(reply), Ok(Done::Settlements(settled))) => {
+                for settlement in &settled {
+                    crate::metrics::coupon_outcome(match settlement {
+                        super::Settlement::Redeemed => "redeemed",
+                        super::Settlement::Released => "released",
+                        _ => "settle_other",
+                    });
+                }
                 let _ = reply.send(Ok(settled));
             }
             (Waiting::Pool(reply), Ok(Done::Pool(info))) => {

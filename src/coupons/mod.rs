@@ -134,16 +134,26 @@ pub enum Outcome {
     PoolInactive,
 }
 
+impl Outcome {
+    /// The outcome's name without the first outcome of a duplicate (`duplicate`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Reserved => "reserved",
+            Outcome::Duplicate(_) => "duplicate",
+            Outcome::SoldOut => "sold_out",
+            Outcome::UserLimit => "user_limit",
+            Outcome::BudgetExhausted => "budget_exhausted",
+            Outcome::NotEligible => "not_eligible",
+            Outcome::PoolInactive => "pool_inactive",
+        }
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Reserved => f.write_str("reserved"),
             Outcome::Duplicate(first) => write!(f, "duplicate:{first}"),
-            Outcome::SoldOut => f.write_str("sold_out"),
-            Outcome::UserLimit => f.write_str("user_limit"),
-            Outcome::BudgetExhausted => f.write_str("budget_exhausted"),
-            Outcome::NotEligible => f.write_str("not_eligible"),
-            Outcome::PoolInactive => f.write_str("pool_inactive"),
+            other => f.write_str(other.name()),
         }
     }
 }

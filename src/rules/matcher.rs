@@ -231,6 +231,7 @@ impl<'a> BatchMatcher<'a> {
 
     /// Matches one batch of events (its schema is the set's).
     pub fn add(&mut self, batch: &RecordBatch) -> Result<(), RuleError> {
+        crate::metrics::RULE_EVENTS.add(batch.num_rows() as u64);
         let set = self.set;
         let batch_no = self.keys.len() as u32;
         let columns = set.columns;
@@ -402,6 +403,7 @@ impl<'a> BatchMatcher<'a> {
             &self.keys,
         )?);
         fired.sort_unstable_by_key(|f| (f.batch, f.row, f.rule, f.at));
+        crate::metrics::RULE_MATCHES.add(fired.len() as u64);
         output(set, &self.keys, &fired, columns)
     }
 }

@@ -415,7 +415,10 @@ impl Rules {
             _ => *matcher = Some((generation, EventMatcher::new(set))),
         }
         let rows = matcher.as_mut().expect("set above").1.match_event(&batch)?;
-        Ok(Match::from_batches(&rows))
+        let matches = Match::from_batches(&rows);
+        crate::metrics::RULE_EVENTS.add(1);
+        crate::metrics::RULE_MATCHES.add(matches.len() as u64);
+        Ok(matches)
     }
 }
 

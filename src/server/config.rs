@@ -12,6 +12,8 @@
 //! audit_rotate_size = "100M"    # then audit.log -> audit.log.1 ...
 //! audit_keep = 10               # rotated files kept
 //!
+//! metrics_listen = "127.0.0.1:9187"   # Prometheus: GET /metrics (off by default)
+//!
 //! # Limits (each optional)
 //! max_connections = 100          # more are refused with 53300
 //! statement_timeout = "5min"     # sessions' default; they may change it
@@ -138,6 +140,8 @@ pub struct Config {
     pub tls: Option<TlsEntry>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// Default: 100.
     pub max_connections: Option<usize>,
     /// A duration such as "30s" or "5min"; sessions start with it.
@@ -294,6 +298,7 @@ impl Config {
             None => None,
         };
         Ok(ServerOptions {
+            metrics_listen: self.metrics_listen,
             audit_log,
             max_connections,
             session_defaults,

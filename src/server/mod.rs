@@ -16,6 +16,7 @@ pub mod audit;
 mod auth;
 pub mod config;
 mod copy;
+mod metrics;
 mod socket;
 mod text;
 mod wire;
@@ -57,6 +58,8 @@ pub struct ServerOptions {
     /// `martdb.max_result_size`, which sessions may lower but not raise (see
     /// [`crate::Session::impose`]).
     pub session_defaults: Vec<(String, String)>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default of [`ServerOptions::max_connections`] (PostgreSQL's).
@@ -72,6 +75,7 @@ impl Default for ServerOptions {
             audit_log: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             session_defaults: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub(crate) struct Shared {
     /// Connections admitted and not yet closed.
     connections: AtomicUsize,
     audit_log: Option<Arc<AuditLog>>,
+    metrics: Arc<metrics::ServerMetrics>,
 }
 
 impl Shared {
@@ -159,7 +164,17 @@ pub async fn serve_listener(
         cancels: Mutex::default(),
         connections: AtomicUsize::new(0),
         audit_log,
+        metrics: Arc::default(),
     });
+    let metrics_task = match shared.options.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .map_err(|source| ServerError::Listen { listen, source })?;
+            Some(tokio::spawn(metrics::serve(listener, shared.clone())))
+        }
+        None => None,
+    };
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -169,6 +184,10 @@ pub async fn serve_listener(
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let admitted = shared.admit();
+                    shared.metrics.connections_total.add(1);
+                    if !admitted {
+                        shared.metrics.connections_refused.add(1);
+                    }
                     let connection = wire::Connection::new(shared.clone(), peer, admitted);
                     let tls = tls.clone();
                     let shared = shared.clone();
@@ -190,6 +209,9 @@ pub async fn serve_listener(
         }
     }
     connections.shutdown().await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     Ok(())
 }
 

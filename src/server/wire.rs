@@ -39,6 +39,7 @@ use super::Shared;
 use super::audit::{self, AuditLog, AuditRecord};
 use super::auth::{Role, Startup};
 use super::copy::{CopyFormat, copy_out, parse_copy_in};
+use super::metrics::ServerMetrics;
 use super::socket::{Limits, fatal};
 use super::text;
 use crate::session::PreparedQuery;
@@ -151,6 +152,7 @@ impl Connection {
         };
         Audit {
             log: Some(log),
+            metrics: Some(self.shared.metrics.clone()),
             all: self.shared.options.audit,
             record: AuditRecord {
                 user,
@@ -224,6 +226,8 @@ impl PgWireServerHandlers for Handlers {
 struct Audit {
     /// `None`: a placeholder that writes nothing.
     log: Option<AuditSink>,
+    /// Where the statement is counted (`None` for a placeholder).
+    metrics: Option<Arc<ServerMetrics>>,
     /// Every statement is audited (`audit = true`), not only those that change state.
     all: bool,
     record: AuditRecord,
@@ -243,6 +247,7 @@ impl Audit {
     fn placeholder() -> Audit {
         Audit {
             log: None,
+            metrics: None,
             all: false,
             record: AuditRecord::default(),
             started: Instant::now(),
@@ -262,6 +267,14 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.statement(
+                self.started.elapsed(),
+                self.error.as_deref(),
+                self.record.rows,
+                self.changes_state,
+            );
+        }
         let Some(log) = &self.log else { return };
         if !(self.all || self.changes_state) {
             return;

@@ -11,6 +11,7 @@ mod forecast;
 mod forecast_accuracy;
 mod identity;
 mod limits;
+mod metrics;
 mod prepared;
 mod privacy;
 mod rules;

@@ -1,0 +1,56 @@
+//! Process-wide counters of domain events (coupon outcomes, rule matches), read by the
+//! server's Prometheus endpoint ([`crate::server::metrics`]).
+//!
+//! Invariant: counters only grow, and counting is one relaxed atomic add, so the hot
+//! paths (a coupon reservation, a rule match) pay nothing noticeable for it. They count
+//! every engine of the process together, as a Prometheus process metric does.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub const fn new() -> Counter {
+        Counter(AtomicU64::new(0))
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Coupon reservation outcomes, by [`crate::coupons::Outcome`]'s name (a duplicate
+/// counts as `duplicate`), then settlements (`redeemed`, `released`, other).
+pub static COUPON_OUTCOMES: [(&str, Counter); 10] = [
+    ("reserved", Counter::new()),
+    ("duplicate", Counter::new()),
+    ("sold_out", Counter::new()),
+    ("user_limit", Counter::new()),
+    ("budget_exhausted", Counter::new()),
+    ("not_eligible", Counter::new()),
+    ("pool_inactive", Counter::new()),
+    ("redeemed", Counter::new()),
+    ("released", Counter::new()),
+    ("settle_other", Counter::new()),
+];
+
+/// Counts one coupon outcome by name (unknown names count as `settle_other`).
+pub fn coupon_outcome(name: &str) {
+    let counter = COUPON_OUTCOMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or(&COUPON_OUTCOMES[COUPON_OUTCOMES.len() - 1]);
+    counter.1.add(1);
+}
+
+/// Rules fired (one per matching rule and event).
+pub static RULE_MATCHES: Counter = Counter::new();
+
+/// Events matched against rules.
+pub static RULE_EVENTS: Counter = Counter::new();
