@@ -184,6 +184,9 @@ impl Engine {
         for function in crate::udf::privacy::keyed_functions(&options.privacy.hash_keys) {
             ctx.register_udf(function);
         }
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::udf::system::BackupDatabase::new(Arc::downgrade(&storage)),
+        ));
         let catalog = Catalog::new(
             storage.clone(),
             Arc::new(TableCache::new(table_cache)),
@@ -341,6 +344,20 @@ impl Engine {
     /// directory): the server keeps its audit log there by default.
     pub fn state_dir(&self) -> &std::path::Path {
         self.storage.state_dir()
+    }
+
+    /// Backs up this database into the new directory `dest` while it stays in use
+    /// ([`crate::storage::backup`]); `SELECT backup_database(dest)` in SQL.
+    pub async fn backup(
+        &self,
+        dest: impl Into<PathBuf>,
+    ) -> Result<crate::storage::backup::BackupSummary> {
+        let storage = self.storage.clone();
+        let dest = dest.into();
+        tokio::task::spawn_blocking(move || crate::storage::backup::backup(&storage, &dest))
+            .await
+            .map_err(|e| Error::Unsupported(format!("the backup task failed: {e}")))?
+            .map_err(Error::from)
     }
 
     /// The memory pool of this engine's queries: bytes reserved and the limit.

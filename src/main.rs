@@ -126,6 +126,23 @@ enum Command {
         #[arg(long, default_value_t = 420)]
         height: u32,
     },
+    /// Back up a data directory that no server has open. While a server runs, ask it
+    /// instead: `SELECT backup_database('/path/to/backup')`.
+    Backup {
+        /// Data directory (must exist).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data: String,
+        /// The backup directory to create.
+        dest: PathBuf,
+    },
+    /// Restore a backup into a new (or empty) data directory.
+    Restore {
+        /// The backup directory.
+        source: PathBuf,
+        /// The data directory to restore into.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Write the synthetic marketing demo data set.
     Demo {
         /// Data directory to write into (created if missing).
@@ -300,6 +317,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
             eprintln!("martdb: stopped");
+            Ok(())
+        }
+        Command::Backup { data, dest } => {
+            let engine = Engine::open_with(
+                &data,
+                EngineOptions {
+                    create_if_missing: false,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let summary = engine.backup(&dest).await?;
+            eprintln!("martdb: backed up {summary} into {}", dest.display());
+            Ok(())
+        }
+        Command::Restore { source, data } => {
+            let summary = martdb::storage::backup::restore(&source, &data)
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            // Opening replays what the backup's coupon journal holds beyond its state.
+            let engine = Engine::open(data.to_string_lossy()).await?;
+            let tables = engine.sql("SELECT count(*) FROM martdb.tables").await?;
+            let tables = tables
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                })
+                .map_or(0, |a| a.value(0));
+            eprintln!(
+                "martdb: restored {summary} into {} ({tables} tables)",
+                data.display()
+            );
             Ok(())
         }
         Command::Passwd { user, role } => {

@@ -13,6 +13,8 @@
 //! - with a local root the state store is `<root>/_martdb/state.redb`; with an object-store
 //!   root it lives in a local state directory (object stores cannot host a lockable file).
 
+pub mod backup;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -39,6 +39,7 @@ pub const WRITING_FUNCTIONS: &[&str] = &[
     "alter_coupon_pool",
     "identity_update",
     "model_deploy",
+    "backup_database",
 ];
 
 /// One call of a scalar function on its argument values, awaited rather than run inside

@@ -808,3 +808,59 @@ fn plot_writes_an_svg_chart_of_a_forecast() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("one series"));
     assert!(!bad.exists());
 }
+
+#[test]
+fn backup_and_restore_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let created = sql(
+        &data,
+        "CREATE TABLE t AS SELECT value, value * 2 AS twice FROM generate_series(1, 500)",
+        "csv",
+    );
+    assert!(created.status.success(), "{created:?}");
+    let query = "SELECT count(*), sum(twice) FROM t";
+    let live = sql(&data, query, "csv");
+    let backup = dir.path().join("backup");
+    let out = martdb()
+        .args([
+            "backup",
+            "--data",
+            data.to_str().unwrap(),
+            backup.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let restored = dir.path().join("restored");
+    let out = martdb()
+        .args([
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            restored.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(1 tables)"),
+        "{out:?}"
+    );
+    let again = sql(&restored, query, "csv");
+    assert_eq!(again.stdout, live.stdout);
+    assert!(String::from_utf8_lossy(&live.stdout).contains("500,250500"));
+    // Restoring over data is refused, and the data is left alone.
+    let out = martdb()
+        .args([
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(sql(&data, query, "csv").stdout, live.stdout);
+}

@@ -2,6 +2,7 @@
 
 mod attribution_differential;
 mod audit;
+mod backup;
 mod bitmap_differential;
 mod catalog;
 mod cli;

@@ -1,5 +1,6 @@
 //! Functions about martdb itself and the session.
 
+mod backup_database;
 pub mod current_setting;
 mod json_build_object;
 pub(crate) mod like_escape;
@@ -21,6 +22,7 @@ const SECTION: DocSection = DocSection {
     description: None,
 };
 
+pub use backup_database::BackupDatabase;
 pub use json_build_object::JsonBuildObject;
 pub use like_escape::LikeEscape;
 pub use martdb_version::MartdbVersion;
