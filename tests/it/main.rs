@@ -7,6 +7,7 @@ mod bitmap_differential;
 mod catalog;
 mod cli;
 mod coupons;
+mod crash;
 mod differential;
 mod forecast;
 mod forecast_accuracy;
