@@ -18,6 +18,7 @@ use tokio_postgres::NoTls;
 
 const STOCK: i64 = 1_000_000;
 
+#[derive(Clone)]
 struct Acknowledged {
     /// Ids whose INSERT returned.
     rows: BTreeSet<i64>,
@@ -184,7 +185,8 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
                 .await
                 .unwrap();
         }
-        verify(&client, &ack.lock().unwrap()).await;
+        let acknowledged = ack.lock().unwrap().clone();
+        verify(&client, &acknowledged).await;
         if round == rounds {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -222,7 +224,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
                                     ack.lock().unwrap().reservations.insert(key)
                                 })
                         }
-                        _ if n % 4 == 0 => client
+                        _ if n.is_multiple_of(4) => client
                             .simple_query(
                                 "CREATE OR REPLACE TABLE snapshot AS SELECT id, round FROM events",
                             )
