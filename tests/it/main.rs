@@ -13,6 +13,7 @@ mod forecast;
 mod forecast_accuracy;
 mod identity;
 mod limits;
+mod load;
 mod metrics;
 mod prepared;
 mod privacy;
