@@ -205,7 +205,15 @@ pub async fn serve_listener(
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                // A panic ends only its connection; it is a bug, so it is counted and logged.
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    shared.metrics.connection_panics.add(1);
+                    tracing::error!("a connection task panicked: {e}");
+                }
+            }
         }
     }
     connections.shutdown().await;

@@ -17,7 +17,8 @@
 //! The loop also enforces the connection's limits: a connection over `max_connections`
 //! is answered `53300` after its startup message (a cancel request still goes through),
 //! and a client idle past its session's idle timeout is told why (`57P05`, or `25P03`
-//! inside a transaction block) and disconnected.
+//! inside a transaction block) and disconnected. A message the decoder cannot read (it
+//! panics on some malformed lengths) ends the connection with `08P01`, never the task.
 
 use std::io;
 use std::pin::Pin;
@@ -98,11 +99,11 @@ where
         };
         let message = if starting {
             tokio::select! {
-                _ = &mut startup => None,
-                message = socket.next() => message,
+                _ = &mut startup => Ok(None),
+                message = next_message(&mut socket) => message,
             }
         } else if let Some((after, error)) = idle {
-            match tokio::time::timeout(after, socket.next()).await {
+            match tokio::time::timeout(after, next_message(&mut socket)).await {
                 Ok(message) => message,
                 Err(_) => {
                     socket.get_mut().hold = false;
@@ -110,7 +111,12 @@ where
                 }
             }
         } else {
-            socket.next().await
+            next_message(&mut socket).await
+        };
+        let Ok(message) = message else {
+            socket.get_mut().hold = false;
+            tracing::info!("closing a connection that sent a malformed message");
+            return send_fatal(&mut socket, fatal("08P01", "invalid message format")).await;
         };
         let Some(Ok(message)) = message else {
             break;
@@ -152,6 +158,20 @@ where
     }
     socket.get_mut().hold = false;
     socket.flush().await
+}
+
+/// The next message from the client; `Err` when pgwire's decoder panicked on it (it
+/// trusts the length fields inside Bind and other messages: found by `tests/it/fuzz.rs`).
+/// The connection is then closed, since the buffer may be half consumed.
+async fn next_message<S, T>(socket: &mut S) -> Result<Option<T>, ()>
+where
+    S: futures::Stream<Item = T> + Unpin,
+{
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(socket.next())
+        .catch_unwind()
+        .await
+        .map_err(|_| ())
 }
 
 /// Sends a FATAL error and ends the connection.

@@ -11,6 +11,7 @@ mod crash;
 mod differential;
 mod forecast;
 mod forecast_accuracy;
+mod fuzz;
 mod identity;
 mod limits;
 mod load;
