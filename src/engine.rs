@@ -428,13 +428,24 @@ impl Engine {
 
     /// Plans one parsed statement without running it (`$n` placeholders stay in the plan).
     pub async fn plan(&self, statement: Statement) -> Result<LogicalPlan> {
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        Ok(crate::rewrite::scalar_subquery::rewrite(plan)?)
+        contain_panics(async {
+            let plan = self.ctx.state().statement_to_plan(statement).await?;
+            Ok(crate::rewrite::scalar_subquery::rewrite(plan)?)
+        })
+        .await
     }
 
     /// Runs a planned statement, e.g. one whose `$n` placeholders a client bound. `text` is
     /// the statement's SQL, kept as the definition of views and external tables.
     pub async fn execute_plan(
+        &self,
+        plan: LogicalPlan,
+        text: String,
+    ) -> Result<SendableRecordBatchStream> {
+        contain_panics(self.execute_plan_unguarded(plan, text)).await
+    }
+
+    async fn execute_plan_unguarded(
         &self,
         plan: LogicalPlan,
         text: String,
@@ -614,6 +625,32 @@ fn empty_stream() -> SendableRecordBatchStream {
 
 /// Half of physical memory: room for the OS and other processes, and queries spill
 /// (or fail cleanly) before the machine swaps.
+/// Runs `work`, turning a panic in it into an internal error (SQLSTATE XX000): a bug
+/// met while planning or starting a statement fails the statement, not the connection
+/// or the process. (The wire fuzzer found one in DataFusion's planner: a scalar subquery
+/// with an empty select list.)
+pub(crate) async fn contain_panics<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(Error::Sql(datafusion::error::DataFusionError::Internal(
+            format!(
+                "the statement was stopped by a bug: {}",
+                panic_message(&*panic)
+            ),
+        ))),
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
 fn default_memory_limit() -> usize {
     const FALLBACK: usize = 4 << 30;
     let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {

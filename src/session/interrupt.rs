@@ -12,7 +12,7 @@ use std::time::Duration;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -103,7 +103,19 @@ impl Watch {
                 reason = watch.interrupted() => {
                     return Some((Err(DataFusionError::External(Box::new(reason))), None));
                 }
-                next = stream.next() => next,
+                // A bug met while producing rows fails the statement, not the session.
+                next = std::panic::AssertUnwindSafe(stream.next()).catch_unwind() => match next {
+                    Ok(next) => next,
+                    Err(panic) => {
+                        let message = crate::engine::panic_message(&*panic);
+                        return Some((
+                            Err(DataFusionError::Internal(format!(
+                                "the statement was stopped by a bug: {message}"
+                            ))),
+                            None,
+                        ));
+                    }
+                },
             };
             next.map(|item| (item, Some((stream, watch))))
         });
