@@ -114,8 +114,10 @@ fn may_have_subquery(sql: &str) -> bool {
     let bytes = sql.as_bytes();
     bytes.iter().enumerate().any(|(i, &b)| {
         b == b'(' && {
+            // `(` is ASCII, so i + 1 is a char boundary; 6 bytes on may not be.
             let rest = sql[i + 1..].trim_start();
-            rest.len() >= 6 && rest[..6].eq_ignore_ascii_case("select")
+            rest.get(..6)
+                .is_some_and(|word| word.eq_ignore_ascii_case("select"))
         }
     })
 }
@@ -123,6 +125,14 @@ fn may_have_subquery(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subquery_detection_survives_multibyte_text() {
+        // Found by the wire fuzzer: slicing 6 bytes into 'é' panicked.
+        assert!(!may_have_subquery("SELECT (aaaé"));
+        assert!(!may_have_subquery("(ü"));
+        assert!(may_have_subquery("SELECT x FROM (  select 1)"));
+    }
 
     #[test]
     fn correlated_subqueries_in_a_select_list_are_kept() {

@@ -6,7 +6,7 @@
 //! | `martdb_connections` | gauge | open client connections |
 //! | `martdb_connections_total` | counter | connections accepted |
 //! | `martdb_connections_refused_total` | counter | refused over `max_connections` |
-//! | `martdb_connection_panics_total` | counter | connection tasks that panicked (bugs) |
+//! | `martdb_connection_panics_total` | counter | panics caught serving a connection (bugs) |
 //! | `martdb_queries_total{outcome}` | counter | statements: `ok`, `error`, `cancelled` |
 //! | `martdb_query_duration_seconds` | histogram | statement latency, start to last row |
 //! | `martdb_rows_total{kind}` | counter | rows `returned` to clients, `written` |
@@ -38,7 +38,7 @@ const BUCKETS: [f64; 12] = [
 pub(crate) struct ServerMetrics {
     pub(crate) connections_total: Counter,
     pub(crate) connections_refused: Counter,
-    /// Connection tasks that panicked (a bug: each is also logged).
+    /// Panics caught while serving a connection, which then ended (bugs).
     pub(crate) connection_panics: Counter,
     ok: Counter,
     error: Counter,
@@ -110,7 +110,7 @@ impl ServerMetrics {
         metric(
             "martdb_connection_panics_total",
             "counter",
-            "Connection tasks that panicked (bugs; each is logged).",
+            "Panics caught while serving a connection, which then ended (bugs).",
             &[("", self.connection_panics.get() as f64)],
         );
         metric(

@@ -39,6 +39,12 @@ use tokio_util::codec::{Framed, FramedParts};
 /// How long a client may take to finish startup and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most rows one Execute may ask for. pgwire reserves room for `max_rows` rows up
+/// front, so `max_rows = 2^31` made the server allocate tens of GB and abort (found by
+/// `tests/it/fuzz.rs`); a negative one overflowed. Fewer rows is legal: the portal is
+/// suspended and the client executes it again.
+const MAX_ROWS_PER_EXECUTE: i32 = 1 << 16;
+
 /// Output held beyond this is written even while holding.
 const HELD_BYTES: usize = 64 * 1024;
 
@@ -48,6 +54,8 @@ pub(super) trait Limits {
     fn refusal(&self) -> Option<ErrorInfo>;
     /// How long the client may now stay idle, and the error that ends it after that.
     fn idle(&self) -> Option<(Duration, ErrorInfo)>;
+    /// A panic was caught while serving the connection (which then ends).
+    fn panicked(&self);
 }
 
 /// A FATAL error: the server closes the connection after sending it.
@@ -114,13 +122,18 @@ where
             next_message(&mut socket).await
         };
         let Ok(message) = message else {
+            limits.panicked();
             socket.get_mut().hold = false;
             tracing::info!("closing a connection that sent a malformed message");
             return send_fatal(&mut socket, fatal("08P01", "invalid message format")).await;
         };
-        let Some(Ok(message)) = message else {
+        let Some(Ok(mut message)) = message else {
             break;
         };
+        if let PgWireFrontendMessage::Execute(execute) = &mut message {
+            // Negative means nothing in the protocol: treat it as 0, "all rows".
+            execute.max_rows = execute.max_rows.clamp(0, MAX_ROWS_PER_EXECUTE);
+        }
         if !matches!(message, PgWireFrontendMessage::CancelRequest(_))
             && let Some(error) = refusal.take()
         {
@@ -141,16 +154,31 @@ where
                 | PgWireFrontendMessage::Execute(_)
                 | PgWireFrontendMessage::Close(_)
         );
-        let result = process_message(
-            message,
-            &mut socket,
-            startup_handler.clone(),
-            simple.clone(),
-            extended.clone(),
-            copy.clone(),
-            cancel.clone(),
-        )
-        .await;
+        let result = {
+            use futures::FutureExt;
+            std::panic::AssertUnwindSafe(process_message(
+                message,
+                &mut socket,
+                startup_handler.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            ))
+            .catch_unwind()
+            .await
+        };
+        let Ok(result) = result else {
+            // A bug (in pgwire's decoding of COPY data, say): this connection ends, the
+            // server goes on.
+            limits.panicked();
+            socket.get_mut().hold = false;
+            return send_fatal(
+                &mut socket,
+                fatal("XX000", "internal error; closing the connection"),
+            )
+            .await;
+        };
         if let Err(error) = result {
             socket.get_mut().hold = false;
             process_error(&mut socket, error, extended_query).await?;

@@ -197,6 +197,10 @@ impl Limits for Connection {
         };
         Some((after, error))
     }
+
+    fn panicked(&self) {
+        self.shared.metrics.connection_panics.add(1);
+    }
 }
 
 impl PgWireServerHandlers for Handlers {
