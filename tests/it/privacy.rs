@@ -195,6 +195,15 @@ async fn read_only_users_see_masked_columns_and_admins_the_real_ones() {
         .unwrap_err();
     assert_eq!(err.code().unwrap().code(), "42704", "{err}");
 
+    // Backups are for admins: a read-only user gets 25006 and nothing is written.
+    let dest = tempfile::tempdir().unwrap().path().join("backup");
+    let err = analyst
+        .simple_query(&format!("SELECT backup_database('{}')", dest.display()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "25006", "{err}");
+    assert!(!dest.exists());
+
     // COPY out as the analyst is masked too.
     use futures::TryStreamExt;
     let copied: Vec<bytes::Bytes> = analyst
