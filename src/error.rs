@@ -51,6 +51,9 @@ impl Error {
     /// The Postgres SQLSTATE for this error (see
     /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>).
     pub fn sqlstate(&self) -> &'static str {
+        if is_disk_full(&self.to_string()) {
+            return DISK_FULL;
+        }
         match self {
             Error::Sql(e) => datafusion_sqlstate(e),
             Error::Catalog(e) => match e {
@@ -77,6 +80,16 @@ impl Error {
             Error::Privacy(e) => e.sqlstate(),
         }
     }
+}
+
+/// SQLSTATE `disk_full`.
+const DISK_FULL: &str = "53100";
+
+/// Whether a failure was the file system running out of room (ENOSPC) or quota (EDQUOT).
+/// The writers between martdb and the disk (Delta, object_store, Parquet, redb) turn the
+/// OS error into text on the way up, so it is told by the OS error's own rendering.
+fn is_disk_full(message: &str) -> bool {
+    message.contains("(os error 28)") || message.contains("(os error 122)")
 }
 
 /// DataFusion wraps errors in context layers; the innermost error decides the SQLSTATE.
@@ -247,5 +260,23 @@ mod tests {
         let err = Error::from(wrapped);
         assert_eq!(err.sqlstate(), "42P01");
         assert_eq!(err.to_string(), "outer: table 'x' not found");
+    }
+
+    #[test]
+    fn a_full_disk_is_disk_full_however_deep_it_is_wrapped() {
+        let no_space = std::io::Error::from_raw_os_error(28);
+        let direct = DataFusionError::IoError(no_space);
+        assert_eq!(Error::from(direct).sqlstate(), "53100");
+        let through_delta = CatalogError::Delta {
+            table: "t".into(),
+            message: "Failed to parse parquet: External: Generic LocalFileSystem error: \
+                      Unable to copy data to file: No space left on device (os error 28)"
+                .into(),
+        };
+        assert_eq!(Error::from(through_delta).sqlstate(), "53100");
+        let quota = DataFusionError::External(Box::new(std::io::Error::from_raw_os_error(122)));
+        assert_eq!(Error::from(quota).sqlstate(), "53100");
+        let other_io = DataFusionError::IoError(std::io::Error::from_raw_os_error(5));
+        assert_eq!(Error::from(other_io).sqlstate(), "58030");
     }
 }

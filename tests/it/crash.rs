@@ -42,7 +42,7 @@ fn start(data: &Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn connect(port: u16) -> tokio_postgres::Client {
+pub(crate) async fn connect(port: u16) -> tokio_postgres::Client {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let config = format!("host=127.0.0.1 port={port} user=crash dbname=martdb");
@@ -60,7 +60,7 @@ async fn connect(port: u16) -> tokio_postgres::Client {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

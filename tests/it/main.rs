@@ -9,6 +9,7 @@ mod cli;
 mod coupons;
 mod crash;
 mod differential;
+mod disk;
 mod forecast;
 mod forecast_accuracy;
 mod fuzz;
