@@ -1,8 +1,8 @@
 //! The crash harness: a `martdb serve` child under mixed load (INSERTs, CREATE TABLE
-//! AS, dense ids, coupon reservations) is killed with SIGKILL at random moments, many
+//! AS, dense ids, coupon reservations, model registry writes) is killed with SIGKILL at random moments, many
 //! times. After each restart every acknowledged write is there, nothing is half-applied,
 //! and the invariants hold: coupon stock adds up exactly, dense ids are stable and
-//! distinct, no row is duplicated or invented.
+//! distinct, no row is duplicated or invented, every registered model version scores.
 //!
 //! `MARTDB_CRASH_ROUNDS` sets the number of kills (default 8); the seed is printed so a
 //! failing run can be repeated with `MARTDB_CRASH_SEED`.
@@ -30,7 +30,15 @@ struct Acknowledged {
     dense: BTreeMap<String, i64>,
     /// Row counts of `snapshot` tables that CREATE TABLE AS acknowledged.
     snapshots: u64,
+    /// Model versions whose `uplift_train` returned.
+    models: BTreeSet<i64>,
 }
+
+/// The training set of the models the harness registers.
+const CAMPAIGN: &str = "CREATE TABLE campaign AS
+    SELECT value AS user_id, value % 2 AS treatment, ((value * 7919) % 1009) / 1009.0 AS a,
+           CASE WHEN (value * 31) % 7 < 3 + value % 2 THEN 1 ELSE 0 END AS converted
+    FROM generate_series(1, 400)";
 
 fn start(data: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_martdb"))
@@ -147,6 +155,43 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
             "snapshot rows never inserted"
         );
     }
+
+    // Models: every acknowledged version is registered, and every registered version
+    // (acknowledged or caught in flight) is whole: its weights load and score.
+    let versions: BTreeSet<i64> = client
+        .query(
+            "SELECT CAST(version AS BIGINT) FROM martdb.models WHERE name = 'crash'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<_> = ack.models.difference(&versions).collect();
+    assert!(lost.is_empty(), "acknowledged model versions lost: {lost:?}");
+    for version in &versions {
+        let scored: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM uplift_predict('crash', 'SELECT * FROM campaign', {version})"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("model version {version} does not score: {e:?}"))
+            .get(0);
+        assert_eq!(scored, 400);
+    }
+    let deployed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM martdb.models WHERE name = 'crash' AND deployed",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deployed, i64::from(!versions.is_empty()), "deployed versions");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,6 +215,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         reservations: BTreeSet::new(),
         dense: BTreeMap::new(),
         snapshots: 0,
+        models: BTreeSet::new(),
     }));
     let next_id = Arc::new(std::sync::atomic::AtomicI64::new(0));
     for round in 0..=rounds {
@@ -180,7 +226,8 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             client
                 .batch_execute(&format!(
                     "CREATE TABLE events (id BIGINT, round BIGINT);
-                     SELECT create_coupon_pool('crash', {STOCK}, '{{\"hold_seconds\": 86400}}')"
+                     SELECT create_coupon_pool('crash', {STOCK}, '{{\"hold_seconds\": 86400}}');
+                     {CAMPAIGN}"
                 ))
                 .await
                 .unwrap();
@@ -194,7 +241,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         }
         // Mixed load until the kill.
         let mut workers = Vec::new();
-        for worker in 0..4 {
+        for worker in 0..5 {
             let client = connect(port).await;
             let (ack, next_id) = (ack.clone(), next_id.clone());
             workers.push(tokio::spawn(async move {
@@ -224,6 +271,15 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
                                     ack.lock().unwrap().reservations.insert(key)
                                 })
                         }
+                        4 => client
+                            .query_one(
+                                "SELECT CAST(version AS BIGINT) FROM uplift_train('crash', \
+                                 'SELECT treatment, converted, a FROM campaign', 'treatment', \
+                                 'converted', 'learner = s, base = logistic, epochs = 2')",
+                                &[],
+                            )
+                            .await
+                            .map(|row| ack.lock().unwrap().models.insert(row.get(0))),
                         _ if n.is_multiple_of(4) => client
                             .simple_query(
                                 "CREATE OR REPLACE TABLE snapshot AS SELECT id, round FROM events",
@@ -261,11 +317,12 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     }
     let ack = ack.lock().unwrap();
     eprintln!(
-        "crash harness: {} rows, {} reservations, {} dense ids, {} snapshots acknowledged across {rounds} kills",
+        "crash harness: {} rows, {} reservations, {} dense ids, {} snapshots, {} model versions acknowledged across {rounds} kills",
         ack.rows.len(),
         ack.reservations.len(),
         ack.dense.len(),
-        ack.snapshots
+        ack.snapshots,
+        ack.models.len()
     );
     assert!(!ack.rows.is_empty() && !ack.reservations.is_empty() && !ack.dense.is_empty());
 }
