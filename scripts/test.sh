@@ -33,3 +33,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --lib --bins --tests --locked
 cargo test --doc --locked
+
+# Coverage-guided fuzzing (libFuzzer through cargo-fuzz, on stable Rust without a
+# sanitizer): each target for MARTDB_FUZZ_SECONDS (default 60) from the corpus under
+# fuzz/corpus/. A crash fails the run and leaves the input in fuzz/artifacts/.
+bash scripts/fuzz.sh "${MARTDB_FUZZ_SECONDS:-60}"

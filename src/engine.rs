@@ -106,12 +106,12 @@ struct LoginRoles(Arc<std::sync::RwLock<Vec<(String, bool)>>>);
 #[async_trait::async_trait]
 impl PgCatalogContextProvider for LoginRoles {
     async fn roles(&self) -> Vec<String> {
-        let roles = self.0.read().expect("roles lock");
+        let roles = self.0.read().expect(crate::LOCK_POISONED);
         roles.iter().map(|(name, _)| name.clone()).collect()
     }
 
     async fn role(&self, name: &str) -> Option<PgRole> {
-        let roles = self.0.read().expect("roles lock");
+        let roles = self.0.read().expect(crate::LOCK_POISONED);
         let (name, superuser) = roles.iter().find(|(n, _)| n == name)?;
         Some(PgRole {
             name: name.clone(),
@@ -215,7 +215,11 @@ impl Engine {
         let system = ctx
             .catalog(CATALOG_NAME)
             .and_then(|c| c.schema(SYSTEM_SCHEMA))
-            .expect("the catalog registers the system schema");
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!(
+                    "the catalog {CATALOG_NAME} has no schema {SYSTEM_SCHEMA}"
+                ))
+            })?;
         system.register_table(
             "id_dictionary".into(),
             Arc::new(crate::catalog::id_dictionary::table(dictionary)),
@@ -284,7 +288,7 @@ impl Engine {
 
     /// The login roles `pg_roles` lists: (name, superuser). The server sets its users.
     pub fn set_login_roles(&self, roles: Vec<(String, bool)>) {
-        *self.roles.0.write().expect("roles lock") = roles;
+        *self.roles.0.write().expect(crate::LOCK_POISONED) = roles;
     }
 
     /// The stored identity graph of this database, for callers that resolve or look up
@@ -535,12 +539,11 @@ impl Engine {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        Ok(self
-            .ctx
-            .execute_logical_plan(plan)
-            .await?
-            .execute_stream()
-            .await?)
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let task = Arc::new(frame.task_ctx());
+        let physical = frame.create_physical_plan().await?;
+        let stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
+        Ok(crate::metrics::count_rows_scanned(physical, stream))
     }
 
     /// Creates (or replaces) the managed table `name` from a logical plan, streaming its
@@ -604,7 +607,7 @@ pub(crate) fn count_batch(rows: u64) -> RecordBatch {
         false,
     )]));
     RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
-        .expect("count batch matches its schema")
+        .expect("one UInt64 array of one value matches the one non-null UInt64 field")
 }
 
 fn count_stream(rows: u64) -> SendableRecordBatchStream {

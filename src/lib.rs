@@ -24,6 +24,16 @@
 //!
 //! What is created survives a restart: reopen the same directory and `visits` is there.
 
+// Outside tests every possible panic must be an `expect` whose message says why it cannot
+// fail, or an error: a query, a file or a client must never be able to panic the server.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+/// The `expect` message of every `Mutex` and `RwLock` lock in the crate: a lock is
+/// poisoned only if a holder panicked, and a panic is a bug that aborts its statement
+/// (reported as SQLSTATE XX000), so no statement is left running on a poisoned lock.
+pub(crate) const LOCK_POISONED: &str =
+    "lock poisoned only if a holder panicked, and panics abort the statement";
+
 pub mod bitmap;
 pub mod catalog;
 pub mod coupons;

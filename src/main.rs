@@ -1,6 +1,10 @@
 //! The `martdb` command line: `serve`, `sql` and `demo`. Thin: it parses arguments and
 //! calls the library.
 
+// Outside tests every possible panic must be an `expect` whose message says why it cannot
+// fail, or an error: bad arguments or input files must never panic the command.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -178,10 +182,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -236,7 +246,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
             let listen = listen
                 .or(config.listen)
-                .unwrap_or_else(|| "127.0.0.1:5433".parse().expect("default address"));
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5433)));
             let memory_limit = match (memory_limit, &config.memory_limit) {
                 (Some(limit), _) => Some(limit),
                 (None, Some(text)) => Some(parse_bytes(text).map_err(|e| {
@@ -484,11 +494,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch for SIGTERM ({e}); stop the server with Ctrl-C");
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No signal can stop it then: serve until the process is killed.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 

@@ -107,7 +107,9 @@ impl AudienceStore {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
         };
-        let json = serde_json::to_string(&info).expect("audience info serializes");
+        let json = serde_json::to_string(&info).expect(
+            "AudienceInfo derives Serialize over strings and integers only: serde_json cannot fail",
+        );
         let txn = self
             .storage()?
             .kv()

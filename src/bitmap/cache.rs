@@ -162,12 +162,12 @@ impl BitmapCache {
 
     /// Estimated bytes held now.
     pub fn used_bytes(&self) -> usize {
-        self.inner.lock().expect("bitmap cache lock").used
+        self.inner.lock().expect(crate::LOCK_POISONED).used
     }
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        let inner = self.inner.lock().expect("bitmap cache lock");
+        let inner = self.inner.lock().expect(crate::LOCK_POISONED);
         inner.entries.values().map(Vec::len).sum()
     }
 
@@ -193,7 +193,7 @@ impl BitmapCache {
 
     /// The entries under `fingerprint` (a copy of the list, to compare outside the lock).
     fn candidates(&self, fingerprint: u64) -> Vec<Arc<Entry>> {
-        let inner = self.inner.lock().expect("bitmap cache lock");
+        let inner = self.inner.lock().expect(crate::LOCK_POISONED);
         inner.entries.get(&fingerprint).cloned().unwrap_or_default()
     }
 
@@ -202,7 +202,7 @@ impl BitmapCache {
     fn keep(&self, fingerprint: u64, bytes: &[u8], bitmap: &Arc<Bitmap>) {
         let cost = cost(bytes.len());
         {
-            let mut inner = self.inner.lock().expect("bitmap cache lock");
+            let mut inner = self.inner.lock().expect(crate::LOCK_POISONED);
             let has_room = inner.used + cost <= self.budget;
             let seen = inner.recent.contains(&fingerprint);
             if !has_room && !seen {
@@ -217,7 +217,7 @@ impl BitmapCache {
             cost,
             last_used: AtomicU64::new(self.tick()),
         });
-        let mut inner = self.inner.lock().expect("bitmap cache lock");
+        let mut inner = self.inner.lock().expect(crate::LOCK_POISONED);
         let same = inner.entries.get(&fingerprint).is_some_and(|bucket| {
             bucket.iter().any(|e| e.bytes == entry.bytes) // kept meanwhile by another read
         });
@@ -268,7 +268,10 @@ impl Inner {
         let Some((_, fp, i)) = oldest else {
             return false;
         };
-        let bucket = self.entries.get_mut(&fp).expect("found above");
+        let bucket = self
+            .entries
+            .get_mut(&fp)
+            .expect("`oldest` was just found among `entries`, under the same lock");
         let entry = bucket.swap_remove(i);
         if bucket.is_empty() {
             self.entries.remove(&fp);

@@ -5,7 +5,9 @@
 //! parentheses. `&` binds tighter than the other three, which bind equally and from left
 //! to right: `a | b & c - d` is `(a | (b & c)) - d`. A tag is a run of characters other
 //! than operators, parentheses and white space, or any text in single or double quotes
-//! (doubling the quote inside). A tag with no bitmap is the empty set.
+//! (doubling the quote inside). A tag with no bitmap is the empty set. An expression has
+//! at most [`MAX_OPERATORS`] operators and [`MAX_NESTING`] levels of parentheses: parsing
+//! and evaluating recurse that deep, and the thread's stack is not to run out.
 //!
 //! ```
 //! use martdb::bitmap::{Bitmap, expr::TagExpr};
@@ -20,6 +22,11 @@
 //! ```
 
 use super::{Bitmap, BitmapError, SetOp};
+
+/// The most operators an expression may have (evaluation recurses once per operator).
+pub const MAX_OPERATORS: usize = 1000;
+/// The most levels of parentheses an expression may have.
+pub const MAX_NESTING: usize = 100;
 
 /// A parsed tag expression. Tags are numbered by first appearance; evaluation asks for
 /// each tag's bitmap by that number.
@@ -135,15 +142,37 @@ fn tokenize(text: &str) -> Result<Vec<Token>, BitmapError> {
     };
     let mut tokens = Vec::new();
     let mut chars = text.char_indices().peekable();
+    let (mut operators, mut depth) = (0usize, 0usize);
     while let Some((at, c)) = chars.next() {
         let token = match c {
             c if c.is_whitespace() => continue,
-            '&' => Token::Op(SetOp::And),
-            '|' => Token::Op(SetOp::Or),
-            '^' => Token::Op(SetOp::Xor),
-            '-' => Token::Op(SetOp::AndNot),
-            '(' => Token::Open,
-            ')' => Token::Close,
+            '&' | '|' | '^' | '-' => {
+                operators += 1;
+                if operators > MAX_OPERATORS {
+                    return Err(bad(format!(
+                        "more than {MAX_OPERATORS} operators; combine the tags in steps"
+                    )));
+                }
+                Token::Op(match c {
+                    '&' => SetOp::And,
+                    '|' => SetOp::Or,
+                    '^' => SetOp::Xor,
+                    _ => SetOp::AndNot,
+                })
+            }
+            '(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(bad(format!(
+                        "more than {MAX_NESTING} levels of parentheses at offset {at}"
+                    )));
+                }
+                Token::Open
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                Token::Close
+            }
             '\'' | '"' => {
                 let mut tag = String::new();
                 loop {

@@ -428,7 +428,7 @@ impl Bitmap {
                 bytes.extend_from_slice(&0u32.to_le_bytes());
                 let _ = b.serialize_into_vec::<Portable>(&mut bytes);
                 Bitmap64::try_deserialize::<Portable>(&bytes)
-                    .expect("a narrow bitmap in one 64-bit bucket")
+                    .expect("a valid 32-bit bitmap's bytes as bucket 0 are valid 64-bit bytes")
             }
         }
     }
@@ -527,7 +527,7 @@ impl BitmapBuilder {
             let narrow = std::mem::take(&mut self.narrow);
             self.wide = Some(Bitmap::Narrow(narrow).widened());
         }
-        self.wide.as_mut().expect("just widened")
+        self.wide.as_mut().expect("set just above when it was None")
     }
 
     /// Memory held, roughly (for query memory accounting).

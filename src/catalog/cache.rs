@@ -86,7 +86,7 @@ impl TableCache {
     /// The batches of `table` at `version`, if cached.
     pub(crate) fn get(&self, table: TableId, version: i64) -> Option<Arc<[RecordBatch]>> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut entries = self.entries.lock().expect("table cache lock");
+        let mut entries = self.entries.lock().expect(crate::LOCK_POISONED);
         let entry = entries.get_mut(&table).filter(|e| e.version == version)?;
         entry.last_used = tick;
         Some(entry.batches.clone())
@@ -113,7 +113,7 @@ impl TableCache {
             return false;
         }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut entries = self.entries.lock().expect("table cache lock");
+        let mut entries = self.entries.lock().expect(crate::LOCK_POISONED);
         entries.remove(&table);
         let mut used: usize = entries.values().map(|e| e.bytes).sum();
         while used + bytes > self.budget {
@@ -138,13 +138,13 @@ impl TableCache {
     pub(crate) fn forget(&self, table: TableId) {
         self.entries
             .lock()
-            .expect("table cache lock")
+            .expect(crate::LOCK_POISONED)
             .remove(&table);
     }
 
     /// Bytes of decoded batches held now.
     pub fn used_bytes(&self) -> usize {
-        let entries = self.entries.lock().expect("table cache lock");
+        let entries = self.entries.lock().expect(crate::LOCK_POISONED);
         entries.values().map(|e| e.bytes).sum()
     }
 }

@@ -74,7 +74,12 @@ impl DataDirSchema {
     /// Whether `name` is backed by files dropped into the data directory (rather than
     /// registered in the catalog).
     pub(crate) fn discovered_source(&self, name: &str) -> Option<Found> {
-        if self.registered.read().expect("lock").contains_key(name) {
+        if self
+            .registered
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .contains_key(name)
+        {
             return None;
         }
         self.find(name)
@@ -94,7 +99,7 @@ impl DataDirSchema {
             || self
                 .reserved
                 .read()
-                .expect("lock")
+                .expect(crate::LOCK_POISONED)
                 .iter()
                 .any(|s| s == name)
         {
@@ -207,7 +212,7 @@ impl SchemaProvider for DataDirSchema {
         let mut names: Vec<String> = self
             .registered
             .read()
-            .expect("lock")
+            .expect(crate::LOCK_POISONED)
             .keys()
             .cloned()
             .collect();
@@ -221,13 +226,22 @@ impl SchemaProvider for DataDirSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(table) = self.registered.read().expect("lock").get(name) {
+        if let Some(table) = self
+            .registered
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .get(name)
+        {
             return Ok(Some(table.clone()));
         }
         let Some(found) = self.find(name) else {
             return Ok(None);
         };
-        if let Some((cached_from, table)) = self.discovered.read().expect("lock").get(name)
+        if let Some((cached_from, table)) = self
+            .discovered
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .get(name)
             && *cached_from == found
         {
             return Ok(Some(table.clone()));
@@ -235,7 +249,7 @@ impl SchemaProvider for DataDirSchema {
         let table = self.open_found(name, &found).await?;
         self.discovered
             .write()
-            .expect("lock")
+            .expect(crate::LOCK_POISONED)
             .insert(name.to_string(), (found, table.clone()));
         Ok(Some(table))
     }
@@ -245,7 +259,7 @@ impl SchemaProvider for DataDirSchema {
         name: String,
         table: Arc<dyn TableProvider>,
     ) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let mut registered = self.registered.write().expect("lock");
+        let mut registered = self.registered.write().expect(crate::LOCK_POISONED);
         if registered.contains_key(&name) {
             return Err(DataFusionError::Plan(format!(
                 "table '{name}' already exists"
@@ -255,10 +269,18 @@ impl SchemaProvider for DataDirSchema {
     }
 
     fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.registered.write().expect("lock").remove(name))
+        Ok(self
+            .registered
+            .write()
+            .expect(crate::LOCK_POISONED)
+            .remove(name))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.registered.read().expect("lock").contains_key(name) || self.find(name).is_some()
+        self.registered
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .contains_key(name)
+            || self.find(name).is_some()
     }
 }

@@ -183,7 +183,12 @@ impl ManagedTable {
     ) -> Result<u64, CatalogError> {
         let _writer = self.write_lock.lock().await;
         let input = checked(&self.name, input, state)?;
-        let base = self.current.read().expect("lock").table.clone();
+        let base = self
+            .current
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .table
+            .clone();
         let mode = if overwrite {
             SaveMode::Overwrite
         } else {
@@ -194,7 +199,7 @@ impl ManagedTable {
             .table_provider()
             .await
             .map_err(|e| delta_err(&self.name, e))?;
-        *self.current.write().expect("lock") = Current::new(table, provider);
+        *self.current.write().expect(crate::LOCK_POISONED) = Current::new(table, provider);
         if let Some((cache, _)) = &self.cache {
             cache.bump();
         }
@@ -208,12 +213,12 @@ impl ManagedTable {
 
     /// The committed Delta version readers currently see.
     pub fn version(&self) -> i64 {
-        self.current.read().expect("lock").version
+        self.current.read().expect(crate::LOCK_POISONED).version
     }
 
     /// URIs of the Parquet files of the current version (what another engine must read).
     pub fn file_uris(&self) -> Vec<String> {
-        let current = self.current.read().expect("lock");
+        let current = self.current.read().expect(crate::LOCK_POISONED);
         current
             .table
             .get_file_uris()
@@ -222,12 +227,16 @@ impl ManagedTable {
     }
 
     fn provider(&self) -> Arc<dyn TableProvider> {
-        self.current.read().expect("lock").provider.clone()
+        self.current
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .provider
+            .clone()
     }
 
     /// The provider, version and Parquet bytes readers see now.
     fn snapshot(&self) -> (Arc<dyn TableProvider>, i64, u64, Option<u64>) {
-        let current = self.current.read().expect("lock");
+        let current = self.current.read().expect(crate::LOCK_POISONED);
         (
             current.provider.clone(),
             current.version,

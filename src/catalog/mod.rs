@@ -192,7 +192,7 @@ impl Catalog {
         let provider = Arc::new(MemoryCatalogProvider::new());
         provider
             .register_schema(DEFAULT_SCHEMA, public.clone())
-            .expect("fresh catalog");
+            .expect("MemoryCatalogProvider::register_schema cannot fail");
         let inner = Arc::new(Inner {
             storage,
             cache,
@@ -206,11 +206,11 @@ impl Catalog {
         for (name, table) in system::tables(Arc::downgrade(&inner)) {
             system
                 .register_table(name.into(), table)
-                .expect("fresh schema");
+                .expect("system::tables names each table once, into a new empty schema");
         }
         provider
             .register_schema(SYSTEM_SCHEMA, system)
-            .expect("fresh catalog");
+            .expect("MemoryCatalogProvider::register_schema cannot fail");
         if privacy.masking.is_empty() {
             ctx.register_catalog(CATALOG_NAME, provider);
         } else {
@@ -258,7 +258,11 @@ impl Catalog {
             if let Err(e) = outcome {
                 let warning = format!("could not restore '{name}': {e}");
                 tracing::warn!("{warning}");
-                self.inner.warnings.write().expect("lock").push(warning);
+                self.inner
+                    .warnings
+                    .write()
+                    .expect(crate::LOCK_POISONED)
+                    .push(warning);
             }
         }
         Ok(())
@@ -266,7 +270,11 @@ impl Catalog {
 
     /// Problems met while restoring the catalog on open.
     pub fn warnings(&self) -> Vec<String> {
-        self.inner.warnings.read().expect("lock").clone()
+        self.inner
+            .warnings
+            .read()
+            .expect(crate::LOCK_POISONED)
+            .clone()
     }
 
     fn add_schema(&self, schema: &str) {
@@ -276,7 +284,7 @@ impl Catalog {
                 .provider
                 .register_schema(schema, Arc::new(MemorySchemaProvider::new()));
         }
-        let mut names = self.inner.schema_names.write().expect("lock");
+        let mut names = self.inner.schema_names.write().expect(crate::LOCK_POISONED);
         if !names.iter().any(|s| s == schema) {
             names.push(schema.to_string());
         }
@@ -397,10 +405,10 @@ impl Catalog {
             }
             .into());
         }
-        let url = self.inner.storage.table_url(
+        let url = self.inner.storage.checked_table_url(
             (name.schema != DEFAULT_SCHEMA).then_some(name.schema.as_str()),
             &name.table,
-        );
+        )?;
         if name.schema != DEFAULT_SCHEMA {
             // A directory without a record is what a crash between writing the table and
             // committing its record leaves behind; nothing references it.
@@ -430,7 +438,7 @@ impl Catalog {
         let provider = self.managed(table).await?;
         let managed = provider
             .downcast_ref::<ManagedTable>()
-            .expect("managed() checked");
+            .expect("managed() returns only providers that are a ManagedTable");
         let overwrite = match op {
             InsertOp::Append => false,
             InsertOp::Overwrite => true,
@@ -570,7 +578,7 @@ impl Catalog {
         self.inner
             .schema_names
             .write()
-            .expect("lock")
+            .expect(crate::LOCK_POISONED)
             .retain(|s| s != &schema);
         Ok(())
     }
@@ -647,7 +655,9 @@ impl Catalog {
             name: name.unwrap_or_default().to_string(),
             definition,
         };
-        let bytes = serde_json::to_vec(&record).expect("records serialise");
+        let bytes = serde_json::to_vec(&record).expect(
+            "Record derives Serialize over strings and integers only: serde_json cannot fail",
+        );
         let txn = storage
             .kv()
             .begin_write()

@@ -99,7 +99,10 @@ fn rows_of(rules: &[Arc<Rule>]) -> Result<RecordBatch> {
 /// Rules from rows of [`rules_schema`] (cast to it by name), with defaults for NULLs.
 fn rules_from(batch: &RecordBatch) -> Result<Vec<Rule>> {
     let col = |name: &str, to: &DataType| -> Result<ArrayRef> {
-        Ok(cast(batch.column_by_name(name).expect("rules schema"), to)?)
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            DataFusionError::Internal(format!("rules rows without a column '{name}'"))
+        })?;
+        Ok(cast(column, to)?)
     };
     let ids = col("id", &DataType::Int64)?;
     let ids = ids.as_primitive::<Int64Type>();

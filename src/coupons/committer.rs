@@ -116,18 +116,20 @@ impl Waiting {
             (Waiting::Pool(reply), Err(e)) => {
                 let _ = reply.send(Err(e));
             }
-            _ => unreachable!("each work answers with its own kind"),
+            _ => unreachable!(
+                "Ledger::run_on answers Reserve with Outcomes, Settle with Settlements and the \
+                 pool works with Pool"
+            ),
         }
     }
 }
 
-pub(crate) fn spawn(ledger: Ledger) -> Sender<Command> {
+pub(crate) fn spawn(ledger: Ledger) -> std::io::Result<Sender<Command>> {
     let (commands, inbox) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("martdb-coupons".into())
-        .spawn(move || run(ledger, inbox))
-        .expect("spawn the coupon committer");
-    commands
+        .spawn(move || run(ledger, inbox))?;
+    Ok(commands)
 }
 
 fn run(mut ledger: Ledger, inbox: Receiver<Command>) {

@@ -174,9 +174,11 @@ impl Journal {
 fn read_chain(bytes: &[u8]) -> (Vec<Record>, usize) {
     let mut records: Vec<Record> = Vec::new();
     let mut at = 0;
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    while let Some(&[l0, l1, l2, l3, c0, c1, c2, c3]) =
+        bytes.get(at..).and_then(<[u8]>::first_chunk::<HEADER>)
+    {
+        let length = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         if length == 0 {
             break; // zeros: space not used yet
         }
@@ -189,9 +191,10 @@ fn read_chain(bytes: &[u8]) -> (Vec<Record>, usize) {
         let Ok(record) = serde_json::from_slice::<Record>(payload) else {
             break;
         };
+        // A damaged file may hold any number: u64::MAX has no successor.
         if records
             .last()
-            .is_some_and(|last| record.seq != last.seq + 1)
+            .is_some_and(|last| last.seq.checked_add(1) != Some(record.seq))
         {
             break;
         }

@@ -412,12 +412,10 @@ impl Ledger {
                         batch.alter_pool(pool, settings).map(Done::Pool)
                     }
                 };
-                if let Err(e) = &answer
-                    && fatal(e)
-                {
-                    return Err(answer.err().expect("checked"));
+                match answer {
+                    Err(e) if fatal(&e) => return Err(e),
+                    answer => answers.push(answer),
                 }
-                answers.push(answer);
             }
             next_expiry = tables
                 .expiries
@@ -427,15 +425,26 @@ impl Ledger {
             let mut pools = txn.open_table(POOLS).map_err(|e| store_err(storage, e))?;
             for name in &batch.touched {
                 let info = &batch.pools[name];
-                let json = serde_json::to_string(info).expect("pool info serializes");
+                let json = serde_json::to_string(info).expect(
+                    "PoolInfo derives Serialize over strings, integers and enums only: serde_json \
+                     cannot fail",
+                );
                 pools
                     .insert(name.as_str(), json.as_str())
                     .map_err(|e| store_err(storage, e))?;
             }
         }
-        write_seq(storage, &txn, self.seq + 1)?;
+        // The number comes from the state store: a damaged one may have no successor.
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| CouponError::Damaged {
+                key: "journal sequence".into(),
+                message: format!("batch number {} has no successor", self.seq),
+            })?;
+        write_seq(storage, &txn, seq)?;
         txn.commit().map_err(|e| store_err(storage, e))?;
-        self.seq += 1;
+        self.seq = seq;
         self.pools = batch.pools;
         self.next_expiry = next_expiry;
         Ok(answers)
@@ -470,7 +479,9 @@ impl Ledger {
             }
             let outcome = self.decide(batch, tables, request)?;
             let now = batch.now;
-            let pool = batch.pool_mut(&request.pool);
+            let pool = batch
+                .pool_mut(&request.pool)
+                .ok_or_else(|| CouponError::UnknownPool(request.pool.clone()))?;
             let mut record = Reservation {
                 request_key: request.request_key.clone(),
                 pool: request.pool.clone(),
@@ -641,9 +652,11 @@ struct Batch<'s> {
 }
 
 impl Batch<'_> {
-    fn pool_mut(&mut self, name: &str) -> &mut PoolInfo {
+    /// The pool `name`, marked as changed by this batch; `None` when there is none.
+    fn pool_mut(&mut self, name: &str) -> Option<&mut PoolInfo> {
+        let pool = self.pools.get_mut(name)?;
         self.touched.insert(name.to_string());
-        self.pools.get_mut(name).expect("pool checked before")
+        Some(pool)
     }
 
     fn load(&self, tables: &Tables, key: &str) -> Result<Option<Reservation>, CouponError> {
@@ -663,7 +676,10 @@ impl Batch<'_> {
     }
 
     fn save(&self, tables: &mut Tables, record: &Reservation) -> Result<(), CouponError> {
-        let json = serde_json::to_string(record).expect("reservation serializes");
+        let json = serde_json::to_string(record).expect(
+            "Reservation derives Serialize over strings, integers and enums only: serde_json \
+             cannot fail",
+        );
         tables
             .requests
             .insert(record.request_key.as_str(), json.as_str())
@@ -709,9 +725,8 @@ impl Batch<'_> {
                 .map_err(|e| store_err(self.storage, e))?;
         }
         self.add_hold(tables, &record.pool, &record.user_id, -1)?;
-        if self.pools.contains_key(&record.pool) {
-            let pool = self.pool_mut(&record.pool);
-            pool.reserved -= 1;
+        if let Some(pool) = self.pool_mut(&record.pool) {
+            pool.reserved = pool.reserved.saturating_sub(1);
             pool.budget_used = pool.budget_used.saturating_sub(record.face_value);
             match status {
                 ReservationStatus::Expired => pool.expired += 1,
@@ -775,9 +790,8 @@ impl Batch<'_> {
                 (ReservationStatus::Refused, _) => Settlement::NotReserved,
                 (ReservationStatus::Expired, _) => Settlement::Expired,
                 (ReservationStatus::Reserved, _)
-                    if record.expires_micros.is_some_and(|at| at <= self.now) =>
+                    if let Some(at) = record.expires_micros.filter(|at| *at <= self.now) =>
                 {
-                    let at = record.expires_micros.expect("checked");
                     self.give_back(tables, &mut record, ReservationStatus::Expired, at)?;
                     Settlement::Expired
                 }
@@ -788,9 +802,8 @@ impl Batch<'_> {
                             .remove((expires, record.request_key.as_str()))
                             .map_err(|e| store_err(self.storage, e))?;
                     }
-                    if self.pools.contains_key(&record.pool) {
-                        let pool = self.pool_mut(&record.pool);
-                        pool.reserved -= 1;
+                    if let Some(pool) = self.pool_mut(&record.pool) {
+                        pool.reserved = pool.reserved.saturating_sub(1);
                         pool.redeemed += 1;
                     }
                     record.status = ReservationStatus::Redeemed;
@@ -1081,6 +1094,7 @@ pub(crate) fn reconcile(storage: &Storage) -> Result<Vec<Reconciliation>, Coupon
     }
     Ok(pools
         .iter()
-        .map(|p| recount.remove(&p.name).expect("inserted above"))
+        // A damaged store may hold two pools of one name: counted once.
+        .filter_map(|p| recount.remove(&p.name))
         .collect())
 }

@@ -274,8 +274,11 @@ impl Coupons {
     /// overdue reservations before it takes the first call.
     pub fn open(storage: &Arc<Storage>, audiences: AudienceStore) -> Result<Coupons, CouponError> {
         let ledger = ledger::Ledger::open(storage, audiences)?;
+        let commands = committer::spawn(ledger).map_err(|e| {
+            CouponError::Store(StorageError::io("starting the coupon committer thread", e))
+        })?;
         Ok(Coupons {
-            commands: committer::spawn(ledger),
+            commands,
             storage: Arc::downgrade(storage),
         })
     }
@@ -322,8 +325,8 @@ impl Coupons {
         user_id: &str,
         request_key: &str,
     ) -> Result<Outcome, CouponError> {
-        let mut outcomes = self.reserve_many(vec![request(pool, user_id, request_key)])?;
-        Ok(outcomes.remove(0))
+        let outcomes = self.reserve_many(vec![request(pool, user_id, request_key)])?;
+        only(outcomes)
     }
 
     /// [`reserve`](Self::reserve) for async callers: waits without blocking a thread.
@@ -333,10 +336,10 @@ impl Coupons {
         user_id: &str,
         request_key: &str,
     ) -> Result<Outcome, CouponError> {
-        let mut outcomes = self
+        let outcomes = self
             .reserve_many_async(vec![request(pool, user_id, request_key)])
             .await?;
-        Ok(outcomes.remove(0))
+        only(outcomes)
     }
 
     /// Many reserve calls decided in order and committed together: either every one has
@@ -360,11 +363,11 @@ impl Coupons {
         user_id: &str,
         request_key: &str,
     ) -> Result<Settlement, CouponError> {
-        let mut settled = self.settle_many(
+        let settled = self.settle_many(
             SettleKind::Redeem,
             vec![request(pool, user_id, request_key)],
         )?;
-        Ok(settled.remove(0))
+        only(settled)
     }
 
     /// Releases the reservation made with `request_key`, returning its coupon to stock.
@@ -374,11 +377,11 @@ impl Coupons {
         user_id: &str,
         request_key: &str,
     ) -> Result<Settlement, CouponError> {
-        let mut settled = self.settle_many(
+        let settled = self.settle_many(
             SettleKind::Release,
             vec![request(pool, user_id, request_key)],
         )?;
-        Ok(settled.remove(0))
+        only(settled)
     }
 
     /// Many redeem (or release) calls, committed together, all or none (as
@@ -479,6 +482,18 @@ fn alter_pool(
 
 async fn answer<T>(answer: Answer<T>) -> Result<T, CouponError> {
     answer.await.map_err(|_| CouponError::Closed)?
+}
+
+/// The one answer of a one-request batch (the ledger answers each request once, in order).
+fn only<T>(answers: Vec<T>) -> Result<T, CouponError> {
+    let count = answers.len();
+    let mut answers = answers.into_iter();
+    match (answers.next(), answers.next()) {
+        (Some(answer), None) => Ok(answer),
+        _ => Err(CouponError::BatchFailed(format!(
+            "one request was answered {count} times"
+        ))),
+    }
 }
 
 /// Blocks on an answer. Fine on a runtime thread too: the committer never waits on the

@@ -325,5 +325,6 @@ fn demo_table<S: RowSource>(
 
 /// Assembles a batch from columns built to match `schema`; a mismatch is a bug in this module.
 fn batch(schema: SchemaRef, columns: Vec<datafusion::arrow::array::ArrayRef>) -> RecordBatch {
-    RecordBatch::try_new(schema, columns).expect("demo columns match their schema")
+    RecordBatch::try_new(schema, columns)
+        .expect("each generator builds its columns to match its own schema")
 }

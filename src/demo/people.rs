@@ -371,7 +371,7 @@ const MAX_TAGS_PER_USER: usize = 8;
 fn tag_index(name: &str) -> usize {
     TAGS.iter()
         .position(|tag| *tag == name)
-        .expect("known tag name")
+        .expect("callers pass names from TAGS, compile-time constants")
 }
 
 /// Indices of the tags assigned by rules.

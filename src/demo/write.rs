@@ -28,7 +28,7 @@ pub async fn write(engine: &Engine, options: DemoOptions, progress: bool) -> Res
     let style = ProgressStyle::with_template(
         "{prefix:>18} [{bar:30}] {human_pos}/{human_len} rows {per_sec} {elapsed}",
     )
-    .expect("valid template")
+    .expect("the template is a constant that parses")
     .progress_chars("=> ");
     let mut total_rows = 0u64;
     let tables = super::tables(options);
@@ -89,7 +89,7 @@ impl PartitionStream for GeneratorStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = self.batches.lock().expect("lock").take();
+        let batches = self.batches.lock().expect(crate::LOCK_POISONED).take();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
         let bar = self.bar.clone();
         match batches {

@@ -346,8 +346,11 @@ impl Interner {
     pub fn prefetch(&self, fp: u64) {
         let home = fp as usize & (self.slots.len() - 1);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that never faults or changes memory; the address is
-        // inside `slots` anyway.
+        // SAFETY: `slots.len()` is a power of two of at least 16 (`slots_for`, and `grow`
+        // doubles it), so `home` masked by `len - 1` is below `len` and `add(home)` stays
+        // inside the `slots` allocation, as `pointer::add` requires. `_mm_prefetch` (SSE,
+        // which every x86_64 CPU has) only hints the cache: it never faults, reads into a
+        // value or writes memory, so no aliasing or initialisation rule is involved.
         unsafe {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(home).cast());

@@ -188,7 +188,7 @@ impl IdentityGraph {
         // identifiers is of the limited type: every limited type gets a tally.
         for id_type in rules.limited_types() {
             if usize::from(interner.type_index(id_type)?) == type_rules.len() {
-                type_rules.push(rules.for_type(id_type));
+                type_rules.push(rules.type_rules(id_type)?);
             }
         }
         let interner = interner;
@@ -342,8 +342,8 @@ impl IdentityGraph {
                     continue;
                 }
                 let (ta, tb) = (
-                    tally[a as usize].as_ref().expect("a root has a tally"),
-                    tally[b as usize].as_ref().expect("a root has a tally"),
+                    tally[a as usize].as_ref().expect("every root of an unblocked node has a tally, and links never touch blocked nodes"),
+                    tally[b as usize].as_ref().expect("every root of an unblocked node has a tally, and links never touch blocked nodes"),
                 );
                 if max_identifiers.is_some_and(|cap| ta.identifiers + tb.identifiers > cap.into()) {
                     decision[i] = Some(Reason::MaxIdentifiers);
@@ -356,8 +356,8 @@ impl IdentityGraph {
                     }
                 }
                 let (root, absorbed) = sets.union_roots(a, b);
-                let absorbed = tally[absorbed as usize].take().expect("a root has a tally");
-                let root = tally[root as usize].as_mut().expect("a root has a tally");
+                let absorbed = tally[absorbed as usize].take().expect("every root of an unblocked node has a tally, and links never touch blocked nodes");
+                let root = tally[root as usize].as_mut().expect("every root of an unblocked node has a tally, and links never touch blocked nodes");
                 root.identifiers += absorbed.identifiers;
                 for (count, more) in root.limited.iter_mut().zip(absorbed.limited) {
                     *count += more;

@@ -147,7 +147,9 @@ impl Rows {
             let i = i as usize;
             let observed_at = self.observed_at[i];
             if last_key == Some(key) {
-                let link = links.last_mut().expect("a link per key seen");
+                let link = links
+                    .last_mut()
+                    .expect("last_key is Some only once a link was pushed for it");
                 link.observations += 1;
                 link.first_seen = link.first_seen.min(observed_at);
                 if observed_at > link.last_seen {
@@ -307,7 +309,7 @@ impl<'r> Intaking<'r> {
                         let mut side = |id_type: &str, value: &str| {
                             let type_index = interner.type_index(id_type)?;
                             if usize::from(type_index) == type_rules.len() {
-                                type_rules.push(rules.for_type(id_type));
+                                type_rules.push(rules.type_rules(id_type)?);
                             }
                             let fp = interner.fingerprint_of(type_index, value);
                             interner.prefetch(fp);
@@ -606,7 +608,12 @@ pub(crate) fn merge_order(
     ranks.dedup();
     let rank_class: Vec<u16> = type_rules
         .iter()
-        .map(|t| ranks.binary_search(&t.rank).expect("a rank of a type") as u16)
+        .map(|t| {
+            ranks
+                .binary_search(&t.rank)
+                .expect("ranks holds every rank of type_rules, collected just above")
+                as u16
+        })
         .collect();
     let tie = rules.get_tie_break();
     let mut order: Vec<(u128, u64, u32)> = links

@@ -216,7 +216,15 @@ impl Rules {
     }
 
     /// The rules as they apply to one id type.
+    #[cfg(test)]
     pub(crate) fn for_type(&self, id_type: &str) -> TypeRules {
+        self.type_rules(id_type)
+            .expect("the tests' block patterns compile together")
+    }
+
+    /// The rules as they apply to one id type. An error when its block patterns, each
+    /// valid alone, are together too large to compile into one set.
+    pub(crate) fn type_rules(&self, id_type: &str) -> Result<TypeRules, IdentityError> {
         let own = Some(id_type.to_string());
         let mut exact = HashSet::new();
         for key in [&None, &own] {
@@ -229,10 +237,16 @@ impl Rules {
             .filter_map(|key| self.patterns.get(key))
             .flatten()
             .collect();
-        TypeRules {
+        let patterns = if patterns.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(patterns).map_err(|e| IdentityError::Rule {
+                message: format!("the block_pattern rules of id type '{id_type}' together: {e}"),
+            })?)
+        };
+        Ok(TypeRules {
             exact,
-            patterns: (!patterns.is_empty())
-                .then(|| RegexSet::new(patterns).expect("patterns were checked when added")),
+            patterns,
             max_per_person: self.max_per_person.get(id_type).copied(),
             rank: self.ranks.get(id_type).copied().unwrap_or(i64::MAX),
             max_degree: self
@@ -240,7 +254,7 @@ impl Rules {
                 .get(&own)
                 .or_else(|| self.max_degree.get(&None))
                 .copied(),
-        }
+        })
     }
 }
 

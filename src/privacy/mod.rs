@@ -290,7 +290,11 @@ impl Masking {
             Masking::Phone => mask_phone(value),
             Masking::Email => mask_email(value),
             Masking::HashId { key } => keys.hash_id(key, value)?,
-            Masking::Null => unreachable!("NULL masking has no text form"),
+            Masking::Null => {
+                return Err(PrivacyError::Argument(
+                    "NULL masking replaces a value by NULL, not by a text".into(),
+                ));
+            }
         })
     }
 }

@@ -158,7 +158,7 @@ fn single_valued(subquery: Subquery, outer_inputs: &[DFSchemaRef]) -> Result<Tra
                     let i = columns
                         .iter()
                         .position(|c| *c == column)
-                        .expect("collected");
+                        .expect("every column of `value` was collected into `columns` above");
                     Ok(Transformed::yes(get_field(row.clone(), format!("c{i}"))))
                 }
                 Expr::OuterReferenceColumn(_, column) => Ok(Transformed::yes(Expr::Column(column))),
@@ -201,7 +201,7 @@ fn unnest_outer(condition: Expr) -> Expr {
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
-        .expect("infallible")
+        .expect("the closure only returns Ok")
 }
 
 static SINGLE_VALUE: LazyLock<AggregateUDF> =

@@ -285,12 +285,21 @@ impl<'a> BatchMatcher<'a> {
             let counted = counted.remove(&(rule as u32)).unwrap_or_default();
             let mut key_columns = vec![batch.column(columns.user_id).clone()];
             for column in &pattern.same {
-                let i = set.schema.index_of(column).expect("checked at compile");
+                // Checked when the set was compiled for batches (Missing::Error).
+                let i = set
+                    .schema
+                    .index_of(column)
+                    .map_err(|_| RuleError::EventColumn {
+                        column: column.clone(),
+                        message: "a pattern's `with same` column is missing".into(),
+                    })?;
                 key_columns.push(batch.column(i).clone());
             }
             let keys = rows_of(&key_columns)?;
             let types = types.as_string::<i32>();
-            let ts = ts.as_ref().expect("a pattern needs ts, checked at compile");
+            let ts = ts
+                .as_ref()
+                .expect("RuleSet::compile requires a ts column when a rule has a pattern");
             let rows = self.patterns.entry(rule as u32).or_default();
             let mut next_counted = counted.iter().peekable();
             let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
@@ -341,7 +350,7 @@ impl<'a> BatchMatcher<'a> {
             let pattern = set.rules[rule as usize]
                 .pattern
                 .as_ref()
-                .expect("collected for patterns only");
+                .expect("rows are collected only for rules with a pattern");
             rows.sort_unstable_by(|a, b| {
                 (&a.partition, a.event.ts, a.event.order).cmp(&(
                     &b.partition,
@@ -758,7 +767,7 @@ impl EventMatcher {
             let pattern = set.rules[rule as usize]
                 .pattern
                 .as_ref()
-                .expect("pattern rule");
+                .expect("partitions are kept only for rules with a pattern");
             let evs: Vec<PatternEvent> = p.events.iter().map(|(e, _)| e.clone()).collect();
             found.clear();
             pattern.evaluate(&evs, watermark, &mut found);

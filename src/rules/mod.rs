@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -181,26 +181,44 @@ pub struct Match {
 }
 
 impl Match {
-    /// The rows of `batches` (of [`match_schema`] with integer ids).
-    pub fn from_batches(batches: &[RecordBatch]) -> Vec<Match> {
+    /// The rows of `batches` (of [`match_schema`] with integer ids); an error for rows of
+    /// another shape.
+    pub fn from_batches(batches: &[RecordBatch]) -> Result<Vec<Match>, RuleError> {
         let mut out = Vec::new();
         for b in batches {
-            let int = |i: usize| {
-                datafusion::arrow::compute::cast(b.column(i), &DataType::Int64)
-                    .expect("integer ids")
+            let not_matches = |what: String| {
+                RuleError::Engine(DataFusionError::Internal(format!(
+                    "rows that are not of match_schema: {what}"
+                )))
             };
-            let (events, users, ids, versions) = (int(0), int(1), int(2), int(3));
-            let text = |i: usize| b.column(i).as_string::<i32>().clone();
-            let (actions, params, channels) = (text(6), text(7), text(8));
-            let fired = int(9);
+            let column = |i: usize| {
+                b.columns()
+                    .get(i)
+                    .ok_or_else(|| not_matches(format!("{} columns", b.num_columns())))
+            };
+            let int = |i: usize| -> Result<ArrayRef, RuleError> {
+                datafusion::arrow::compute::cast(column(i)?, &DataType::Int64)
+                    .map_err(|e| not_matches(format!("column {i}: {e}")))
+            };
+            let (events, users, ids, versions) = (int(0)?, int(1)?, int(2)?, int(3)?);
+            let text = |i: usize| -> Result<StringArray, RuleError> {
+                column(i)?
+                    .as_string_opt::<i32>()
+                    .cloned()
+                    .ok_or_else(|| not_matches(format!("column {i} is not text")))
+            };
+            let (actions, params, channels) = (text(6)?, text(7)?, text(8)?);
+            let fired = int(9)?;
             for row in 0..b.num_rows() {
                 let v = |a: &ArrayRef| a.as_primitive::<Int64Type>().value(row);
+                let action = actions.value(row);
                 out.push(Match {
                     event_id: v(&events),
                     user_id: v(&users),
                     rule_id: v(&ids),
                     rule_version: v(&versions),
-                    action: ActionKind::parse(actions.value(row)).expect("stored kinds parse"),
+                    action: ActionKind::parse(action)
+                        .ok_or_else(|| not_matches(format!("unknown action '{action}'")))?,
                     params: params.value(row).to_string(),
                     channel: channels.value(row).to_string(),
                     fired_at: if fired.is_null(row) {
@@ -211,7 +229,7 @@ impl Match {
                 });
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -235,9 +253,9 @@ impl AudienceSource for AudienceStore {
     }
 }
 
-/// A network and what it was compiled from: (rules generation, event schema, set), and
-/// when its audiences were last found current.
-type Compiled = (u64, SchemaRef, Arc<RuleSet>, Instant);
+/// A network and what it was compiled from: (rules generation, event schema, how missing
+/// columns are treated, set), and when its audiences were last found current.
+type Compiled = (u64, SchemaRef, network::Missing, Arc<RuleSet>, Instant);
 
 /// How stale the audiences of a network may be for single events: they are checked at
 /// most this often (a batch checks them every time).
@@ -251,7 +269,7 @@ pub struct Rules {
     /// The context conditions are planned in (its functions); weak, as the engine
     /// owns it.
     context: Weak<SessionContext>,
-    /// Networks by (generation, schema): rebuilt when the rules change.
+    /// Networks by (generation, schema, missing-column mode): rebuilt when the rules change.
     compiled: Arc<Mutex<Vec<Compiled>>>,
     /// Where coupon actions reserve.
     coupons: Coupons,
@@ -371,10 +389,10 @@ impl Rules {
             network::Missing::Null => AUDIENCE_CHECK,
         };
         {
-            let mut compiled = self.compiled.lock().expect("compiled rules lock");
-            if let Some((_, _, set, checked)) = compiled
+            let mut compiled = self.compiled.lock().expect(crate::LOCK_POISONED);
+            if let Some((_, _, _, set, checked)) = compiled
                 .iter_mut()
-                .find(|(g, s, _, _)| *g == generation && **s == *schema)
+                .find(|(g, s, m, _, _)| *g == generation && **s == *schema && *m == missing)
             {
                 if checked.elapsed() < fresh_for {
                     return Ok(set.clone());
@@ -394,9 +412,9 @@ impl Rules {
             &self.audiences,
             missing,
         )?);
-        let mut compiled = self.compiled.lock().expect("compiled rules lock");
-        compiled.retain(|(g, s, _, _)| *g == generation && **s != *schema);
-        compiled.push((generation, schema, set.clone(), Instant::now()));
+        let mut compiled = self.compiled.lock().expect(crate::LOCK_POISONED);
+        compiled.retain(|(g, s, m, _, _)| *g == generation && (**s != *schema || *m != missing));
+        compiled.push((generation, schema, missing, set.clone(), Instant::now()));
         Ok(set)
     }
 
@@ -406,16 +424,20 @@ impl Rules {
         let batch = event.to_batch()?;
         let generation = self.store.generation();
         let set = self.compile_with(batch.schema(), network::Missing::Null)?;
-        let mut matcher = self.events.lock().expect("event matcher lock");
+        let mut matcher = self.events.lock().expect(crate::LOCK_POISONED);
         // Changed rules start a new matcher: state of the old rules does not carry
         // over. Events of another shape (other fields) compile their own network of the
         // same rules and share the state.
-        match &mut *matcher {
-            Some((g, m)) if *g == generation => m.use_set(set),
-            _ => *matcher = Some((generation, EventMatcher::new(set))),
-        }
-        let rows = matcher.as_mut().expect("set above").1.match_event(&batch)?;
-        let matches = Match::from_batches(&rows);
+        let current = match matcher.take() {
+            Some((g, mut m)) if g == generation => {
+                m.use_set(set);
+                m
+            }
+            _ => EventMatcher::new(set),
+        };
+        let (_, current) = matcher.insert((generation, current));
+        let rows = current.match_event(&batch)?;
+        let matches = Match::from_batches(&rows)?;
         crate::metrics::RULE_EVENTS.add(1);
         crate::metrics::RULE_MATCHES.add(matches.len() as u64);
         Ok(matches)

@@ -151,7 +151,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
         .find(|(u, _)| *u == unit.to_ascii_lowercase())
         .ok_or_else(bad)?
         .1;
-    let number: i64 = text[..text.len() - 1].trim().parse().map_err(|_| bad())?;
+    let number: i64 = text[..text.len() - unit.len_utf8()]
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
     if number <= 0 {
         return Err(format!("duration '{text}' must be positive"));
     }

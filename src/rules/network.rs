@@ -142,7 +142,7 @@ fn normalise(expr: Expr) -> Expr {
         {
             Expr::BinaryExpr(BinaryExpr {
                 left: right,
-                op: flip(op).expect("checked"),
+                op: flip(op).expect("the match guard checked flip(op).is_some()"),
                 right: left,
             })
         }

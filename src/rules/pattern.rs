@@ -275,7 +275,9 @@ impl Pattern {
     pub fn other_types(&self) -> Vec<&str> {
         let mut types: Vec<&str> = match &self.shape {
             Shape::Count { .. } => vec![],
-            Shape::Sequence { steps } => steps[..steps.len() - 1]
+            Shape::Sequence { steps } => steps
+                .split_last()
+                .map_or(&[][..], |(_, before)| before)
                 .iter()
                 .map(String::as_str)
                 .collect(),

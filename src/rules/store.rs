@@ -105,7 +105,7 @@ impl RuleStore {
     /// Every rule (current versions), by id.
     pub fn rules(&self) -> Result<Arc<[Arc<Rule>]>, RuleError> {
         let generation = self.generation();
-        if let Some((g, rules)) = &*self.current.lock().expect("rules cache lock")
+        if let Some((g, rules)) = &*self.current.lock().expect(crate::LOCK_POISONED)
             && *g == generation
         {
             return Ok(rules.clone());
@@ -124,7 +124,7 @@ impl RuleStore {
             Err(redb::TableError::TableDoesNotExist(_)) => Arc::from(vec![]),
             Err(e) => return Err(self.store(e)),
         };
-        *self.current.lock().expect("rules cache lock") = Some((generation, rules.clone()));
+        *self.current.lock().expect(crate::LOCK_POISONED) = Some((generation, rules.clone()));
         Ok(rules)
     }
 
@@ -194,7 +194,7 @@ impl RuleStore {
                 rule.updated_at = now;
                 rule.check()?;
                 check(&rule)?;
-                let json = serde_json::to_string(&rule).expect("a rule serializes");
+                let json = serde_json::to_string(&rule).expect("Rule derives Serialize over strings, numbers and enums only: serde_json cannot fail");
                 rules
                     .insert(rule.id, json.as_str())
                     .map_err(|e| self.store(e))?;
@@ -225,7 +225,7 @@ impl RuleStore {
                     fresh.push(false);
                     continue;
                 }
-                let json = serde_json::to_string(entry).expect("an outbox entry serializes");
+                let json = serde_json::to_string(entry).expect("OutboxEntry derives Serialize over strings and integers only: serde_json cannot fail");
                 outbox
                     .insert(key, json.as_str())
                     .map_err(|e| self.store(e))?;

@@ -114,13 +114,13 @@ impl AuditLog {
 
     /// Appends one line (rotating first when the file is full).
     pub fn write(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(record).expect("an audit record serialises");
+        let mut line = serde_json::to_vec(record).expect("AuditRecord derives Serialize over strings, numbers and a bool only: serde_json cannot fail");
         line.push(b'\n');
         let fail = |source| AuditError::Io {
             path: self.options.path.clone(),
             source,
         };
-        let mut current = self.current.lock().expect("audit log lock");
+        let mut current = self.current.lock().expect(crate::LOCK_POISONED);
         if current.1 > 0 && current.1 + line.len() as u64 > self.options.rotate_bytes {
             self.rotate().map_err(fail)?;
             *current = (append(&self.options.path).map_err(fail)?, 0);

@@ -224,7 +224,7 @@ fn format_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<Bytes>> 
                 let b = column
                     .as_any()
                     .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                    .expect("boolean column")
+                    .expect("the data type was just checked to be Boolean")
                     .value(row);
                 value.push(if b { 't' } else { 'f' });
             } else if let Some(v) = column.as_primitive_opt::<Float64Type>() {
@@ -233,7 +233,7 @@ fn format_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<Bytes>> 
                 value.push_str(&float_text(v.value(row), 6));
             } else {
                 use std::fmt::Write;
-                write!(value, "{}", formatters[i].value(row)).expect("write to string");
+                write!(value, "{}", formatters[i].value(row)).expect("format_options() is safe (an error prints as text) and a String accepts every write");
             }
             format.write_value(&mut line, Some(&value));
         }

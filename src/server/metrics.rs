@@ -10,6 +10,7 @@
 //! | `martdb_queries_total{outcome}` | counter | statements: `ok`, `error`, `cancelled` |
 //! | `martdb_query_duration_seconds` | histogram | statement latency, start to last row |
 //! | `martdb_rows_total{kind}` | counter | rows `returned` to clients, `written` |
+//! | `martdb_rows_scanned_total` | counter | rows read by the scans of finished statements |
 //! | `martdb_memory_reserved_bytes` | gauge | query memory in use (the engine's pool) |
 //! | `martdb_memory_limit_bytes` | gauge | the process memory limit for queries |
 //! | `martdb_coupon_outcomes_total{outcome}` | counter | reservation and settlement outcomes |
@@ -26,7 +27,7 @@ use datafusion::execution::memory_pool::MemoryLimit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::metrics::{COUPON_OUTCOMES, Counter, RULE_EVENTS, RULE_MATCHES};
+use crate::metrics::{COUPON_OUTCOMES, Counter, ROWS_SCANNED, RULE_EVENTS, RULE_MATCHES};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -147,6 +148,12 @@ impl ServerMetrics {
                 ("{kind=\"returned\"}", self.rows_returned.get() as f64),
                 ("{kind=\"written\"}", self.rows_written.get() as f64),
             ],
+        );
+        metric(
+            "martdb_rows_scanned_total",
+            "counter",
+            "Rows read by the table scans and table functions of finished statements.",
+            &[("", ROWS_SCANNED.get() as f64)],
         );
         metric(
             "martdb_memory_reserved_bytes",

@@ -59,8 +59,9 @@ pub(super) fn postgres_text(batch: RecordBatch, fields: &[FieldInfo]) -> RecordB
             field.is_nullable(),
         )));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(new_fields)), columns)
-        .expect("same rows, one string column per float column")
+    RecordBatch::try_new(Arc::new(Schema::new(new_fields)), columns).expect(
+        "each float column became a string column of the same rows, its field nullable as before",
+    )
 }
 
 /// PostgreSQL's `float8out`/`float4out`: shortest round-trip digits, fixed notation for
@@ -78,8 +79,12 @@ pub(super) fn float_text<F: Into<f64> + Copy + std::fmt::LowerExp>(
     }
     // `{:e}` of the original type gives its shortest round-trip digits.
     let sci = format!("{value:e}");
-    let (mantissa, exponent) = sci.split_once('e').expect("{:e} has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
+    let (mantissa, exponent) = sci
+        .split_once('e')
+        .expect("{:e} of a finite float always writes an exponent");
+    let exponent: i32 = exponent
+        .parse()
+        .expect("{:e} writes the exponent as a decimal integer");
     let negative = mantissa.starts_with('-');
     let digits_only: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let sign = if negative { "-" } else { "" };

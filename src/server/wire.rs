@@ -119,7 +119,7 @@ impl Connection {
         self.shared
             .cancels
             .lock()
-            .expect("cancel registry")
+            .expect(crate::LOCK_POISONED)
             .insert(key.clone(), session.cancel_handle());
         let _ = self.session.set(session);
         let _ = self.user.set((user.to_string(), database.to_string()));
@@ -133,7 +133,7 @@ impl Connection {
             self.shared
                 .cancels
                 .lock()
-                .expect("cancel registry")
+                .expect(crate::LOCK_POISONED)
                 .remove(key);
         }
     }
@@ -571,7 +571,9 @@ impl Connection {
     async fn copy(&self, statement: Statement, audit: &mut Audit) -> PgWireResult<Response> {
         let session = self.session()?;
         let Statement::Statement(sql) = statement else {
-            unreachable!("kind() returns Copy for sqlparser COPY only")
+            unreachable!(
+                "run_audited calls copy() only when kind() is Kind::Copy: a sqlparser COPY"
+            )
         };
         let Sql::Copy {
             source,
@@ -582,7 +584,7 @@ impl Connection {
             ..
         } = *sql
         else {
-            unreachable!("kind() returns Copy for COPY only")
+            unreachable!("run_audited calls copy() only when kind() is Kind::Copy: a COPY")
         };
         let format =
             CopyFormat::from_options(&options, &legacy_options).map_err(|e| pg_error(&e))?;
@@ -606,9 +608,18 @@ impl Connection {
                             .join(", ")
                     ),
                 };
-                let mut statements = session.parse(&query).map_err(|e| pg_error(&e))?;
+                let statements = session.parse(&query).map_err(|e| pg_error(&e))?;
+                let [statement] = <[Statement; 1]>::try_from(statements).map_err(|statements| {
+                    user_error(
+                        "42601",
+                        format!(
+                            "COPY's query is {} statements, not one: {query}",
+                            statements.len()
+                        ),
+                    )
+                })?;
                 let stream = session
-                    .execute(statements.remove(0))
+                    .execute(statement)
                     .await
                     .map_err(|e| pg_error(&e))?;
                 let columns = stream.schema().fields().len();
@@ -647,7 +658,7 @@ impl Connection {
                     columns.len()
                 };
                 let columns = columns.iter().map(|c| c.value.clone()).collect();
-                *self.copy_in.lock().expect("copy state") = Some(CopyIn {
+                *self.copy_in.lock().expect(crate::LOCK_POISONED) = Some(CopyIn {
                     table,
                     columns,
                     format,
@@ -757,7 +768,9 @@ impl ExtendedQueryHandler for Connection {
 
     fn query_parser(&self) -> Arc<Connection> {
         // Parsing plans with the session's settings, so the parser is the connection.
-        self.me.upgrade().expect("handlers hold the connection")
+        self.me
+            .upgrade()
+            .expect("a Connection lives only in the Arc that new() returns, and `&self` borrows it")
     }
 
     async fn do_query<C>(
@@ -898,7 +911,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self.copy_in.lock().expect("copy state").as_mut() {
+        match self.copy_in.lock().expect(crate::LOCK_POISONED).as_mut() {
             Some(copy) => {
                 copy.data.extend_from_slice(&copy_data.data);
                 Ok(())
@@ -916,7 +929,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let copy = self.copy_in.lock().expect("copy state").take();
+        let copy = self.copy_in.lock().expect(crate::LOCK_POISONED).take();
         let Some(mut copy) = copy else {
             return Err(user_error(
                 "08P01",
@@ -950,7 +963,7 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let Some(mut copy) = self.copy_in.lock().expect("copy state").take() {
+        if let Some(mut copy) = self.copy_in.lock().expect(crate::LOCK_POISONED).take() {
             copy.audit.error = Some("57014".into());
         }
         user_error("57014", format!("COPY from stdin failed: {}", fail.message))
@@ -965,7 +978,7 @@ impl CancelHandler for Connection {
             .shared
             .cancels
             .lock()
-            .expect("cancel registry")
+            .expect(crate::LOCK_POISONED)
             .get(&key)
             .cloned();
         match handle {

@@ -200,7 +200,7 @@ impl Session {
         if read_only {
             self.settings
                 .write()
-                .expect("settings lock")
+                .expect(crate::LOCK_POISONED)
                 .force("transaction_read_only", "on");
         }
         self
@@ -212,7 +212,7 @@ impl Session {
     pub fn impose(&self, name: &str, value: &str) -> Result<()> {
         self.settings
             .write()
-            .expect("settings lock")
+            .expect(crate::LOCK_POISONED)
             .impose(name, value)?;
         self.apply(name, value)
     }
@@ -270,7 +270,7 @@ impl Session {
         let value = self
             .settings
             .write()
-            .expect("settings lock")
+            .expect(crate::LOCK_POISONED)
             .set(name, value)?;
         self.plan_epoch.fetch_add(1, Ordering::AcqRel);
         self.apply(name, &value)
@@ -463,7 +463,7 @@ impl Session {
     }
 
     fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
-        self.settings.read().expect("settings lock")
+        self.settings.read().expect(crate::LOCK_POISONED)
     }
 
     /// `Some` when `sql` is a statement the session answers itself.
@@ -608,14 +608,17 @@ impl Session {
     }
 
     fn reset(&self, name: &str) -> Result<()> {
-        self.settings.write().expect("settings lock").reset(name)?;
+        self.settings
+            .write()
+            .expect(crate::LOCK_POISONED)
+            .reset(name)?;
         let value = self.setting(name).unwrap_or_default();
         self.apply(name, &value)
     }
 
     fn reset_all(&self) {
         let read_only = self.read_only;
-        let mut settings = self.settings.write().expect("settings lock");
+        let mut settings = self.settings.write().expect(crate::LOCK_POISONED);
         settings.reset_all();
         if read_only {
             settings.force("transaction_read_only", "on");
@@ -836,7 +839,9 @@ fn batch_stream(
 
 fn empty_stream() -> SendableRecordBatchStream {
     let schema = Arc::new(Schema::empty());
-    Box::pin(MemoryStream::try_new(vec![], schema, None).expect("empty stream"))
+    Box::pin(
+        MemoryStream::try_new(vec![], schema, None).expect("no batches cannot mismatch the schema"),
+    )
 }
 
 #[cfg(test)]

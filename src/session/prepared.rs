@@ -135,6 +135,11 @@ impl PreparedQuery {
                     parameter_types.resize(i + 1, None);
                 }
                 parameter_types[i] = data_type;
+            } else if is_numbered(&id) {
+                // `$4000000000` would otherwise size the list of types (and of values).
+                return Err(DataFusionError::Plan(format!(
+                    "there is no parameter {id}: a statement has at most {MAX_PARAMETERS}"
+                )));
             }
         }
         Ok(PreparedQuery {
@@ -181,14 +186,14 @@ impl PreparedQuery {
     /// Whether the last execution could use a generic plan (kept for the next one).
     pub fn has_generic_plan(&self) -> bool {
         matches!(
-            *self.generic.lock().expect("prepared lock"),
+            *self.generic.lock().expect(crate::LOCK_POISONED),
             Generic::Ready(_)
         )
     }
 
     /// The generic plan valid under `key`, claimed for one execution, if there is one.
     pub(crate) fn claim(&self, key: PlanKey) -> Option<Arc<GenericPlan>> {
-        let generic = self.generic.lock().expect("prepared lock");
+        let generic = self.generic.lock().expect(crate::LOCK_POISONED);
         match &*generic {
             Generic::Ready(plan)
                 if plan.key == key
@@ -205,7 +210,7 @@ impl PreparedQuery {
 
     /// Whether a generic plan should be attempted under `key`.
     pub(crate) fn worth_trying(&self, key: PlanKey) -> bool {
-        match &*self.generic.lock().expect("prepared lock") {
+        match &*self.generic.lock().expect(crate::LOCK_POISONED) {
             Generic::Untried => true,
             Generic::Unsuitable(tried) => *tried != key,
             Generic::Ready(plan) => plan.key != key,
@@ -213,14 +218,14 @@ impl PreparedQuery {
     }
 
     pub(crate) fn set_unsuitable(&self, key: PlanKey) {
-        *self.generic.lock().expect("prepared lock") = Generic::Unsuitable(key);
+        *self.generic.lock().expect(crate::LOCK_POISONED) = Generic::Unsuitable(key);
     }
 
     /// Keeps `plan` as this statement's generic plan, claimed for the caller.
     pub(crate) fn set_ready(&self, plan: GenericPlan) -> Arc<GenericPlan> {
         plan.busy.store(true, Ordering::Release);
         let plan = Arc::new(plan);
-        *self.generic.lock().expect("prepared lock") = Generic::Ready(plan.clone());
+        *self.generic.lock().expect(crate::LOCK_POISONED) = Generic::Ready(plan.clone());
         plan
     }
 
@@ -461,7 +466,8 @@ impl GenericPlan {
         let release = Release(self.busy.clone());
         self.params.set(values)?;
         let plan = reset_plan_states(self.physical.clone())?;
-        let stream = execute_stream(plan, self.task_ctx.clone())?;
+        let stream = execute_stream(plan.clone(), self.task_ctx.clone())?;
+        let stream = crate::metrics::count_rows_scanned(plan, stream);
         let schema = stream.schema();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -491,7 +497,7 @@ pub(crate) struct ParamSlot {
 
 impl ParamSlot {
     fn declare(&self, index: usize, data_type: &DataType) {
-        let mut types = self.types.write().expect("param lock");
+        let mut types = self.types.write().expect(crate::LOCK_POISONED);
         if types.len() <= index {
             types.resize(index + 1, None);
         }
@@ -499,7 +505,7 @@ impl ParamSlot {
     }
 
     fn set(&self, values: &ParamValues) -> DFResult<()> {
-        let types = self.types.read().expect("param lock");
+        let types = self.types.read().expect(crate::LOCK_POISONED);
         let mut bound = Vec::with_capacity(types.len());
         for (index, data_type) in types.iter().enumerate() {
             bound.push(match data_type {
@@ -507,14 +513,14 @@ impl ParamSlot {
                 None => None,
             });
         }
-        *self.values.write().expect("param lock") = bound;
+        *self.values.write().expect(crate::LOCK_POISONED) = bound;
         Ok(())
     }
 
     fn get(&self, index: usize) -> DFResult<ScalarValue> {
         self.values
             .read()
-            .expect("param lock")
+            .expect(crate::LOCK_POISONED)
             .get(index)
             .cloned()
             .flatten()
@@ -553,9 +559,23 @@ struct ParamRef {
     signature: Signature,
 }
 
-/// The 0-based position of placeholder `$n`; `None` for named ones (`$name`).
+/// The most parameters a statement may have: the wire protocol counts them in 16 bits.
+const MAX_PARAMETERS: usize = u16::MAX as usize;
+
+/// The 0-based position of placeholder `$n`; `None` for named ones (`$name`) and for
+/// `n` beyond [`MAX_PARAMETERS`].
 fn placeholder_index(id: &str) -> Option<usize> {
-    id.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
+    id.strip_prefix('$')?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
+        .filter(|&i| i < MAX_PARAMETERS)
+}
+
+/// Whether `id` is a numbered placeholder (`$` and digits), in range or not.
+fn is_numbered(id: &str) -> bool {
+    id.strip_prefix('$')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl ParamRef {

@@ -171,7 +171,8 @@ pub fn backup(storage: &Storage, dest: &Path) -> Result<BackupSummary, StorageEr
     let manifest = partial.join(MANIFEST);
     std::fs::write(
         &manifest,
-        serde_json::to_vec_pretty(&summary).expect("a summary serialises"),
+        serde_json::to_vec_pretty(&summary)
+            .expect("BackupSummary derives Serialize over integers only: serde_json cannot fail"),
     )
     .map_err(io(format!("writing {}", manifest.display())))?;
     sync_paths(&[manifest])?;

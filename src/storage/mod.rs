@@ -20,10 +20,33 @@ use std::sync::Arc;
 
 use datafusion::execution::object_store::ObjectStoreUrl;
 use object_store::ObjectStore;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::Url;
 
 /// Name of the directory (under a local root) that holds martdb's own state.
 pub const STATE_DIR: &str = "_martdb";
+
+/// What a table or schema name is percent-encoded in, as one segment of a table's URL:
+/// the URL path set, the segment's own `/`, `\` and `%`, and the characters Delta's
+/// object-store key (the table path made a host name) cannot hold.
+const TABLE_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'\\')
+    .add(b'%')
+    .add(b'[')
+    .add(b']')
+    .add(b'^')
+    .add(b'|')
+    .add(b'@');
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -203,19 +226,50 @@ impl Storage {
     /// The scheme + authority part of the root, the key DataFusion resolves stores by.
     pub fn object_store_url(&self) -> ObjectStoreUrl {
         let authority = &self.root[..url::Position::BeforePath];
-        ObjectStoreUrl::parse(authority).expect("a parsed URL has a valid authority")
+        ObjectStoreUrl::parse(authority)
+            .expect("the scheme and authority of a parsed URL, with no path, parse again")
     }
 
     /// The location of a table directory below the root: `<root>/<name>/` for the default
-    /// schema, `<root>/<schema>/<name>/` otherwise.
+    /// schema, `<root>/<schema>/<name>/` otherwise. Each name is one percent-encoded path
+    /// segment (a `.` or `..` name, which a URL path cannot hold, is left out); names
+    /// that cannot be one directory are for [`Storage::checked_table_url`] to refuse.
     pub fn table_url(&self, schema: Option<&str>, name: &str) -> Url {
-        let relative = match schema {
-            None => format!("{name}/"),
-            Some(schema) => format!("{schema}/{name}/"),
-        };
-        self.root
-            .join(&relative)
-            .expect("table names are valid URL path segments")
+        let mut path = self.root.path().to_string();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        for segment in schema.into_iter().chain([name]) {
+            if segment == "." || segment == ".." {
+                continue;
+            }
+            path.extend(utf8_percent_encode(segment, TABLE_SEGMENT));
+            path.push('/');
+        }
+        let mut url = self.root.clone();
+        url.set_path(&path);
+        url
+    }
+
+    /// [`Storage::table_url`] for names from SQL: an error when a name cannot be exactly
+    /// one directory below the root.
+    pub fn checked_table_url(&self, schema: Option<&str>, name: &str) -> Result<Url, StorageError> {
+        for segment in schema.into_iter().chain([name]) {
+            if segment.is_empty()
+                || segment == "."
+                || segment == ".."
+                || segment.contains(['/', '\\', '%'])
+                || segment.chars().any(char::is_control)
+            {
+                return Err(StorageError::BadLocation {
+                    location: segment.to_string(),
+                    reason: "a table or schema name names a directory, so it cannot be empty, \
+                             '.' or '..', nor contain '/', '\\', '%' or control characters"
+                        .into(),
+                });
+            }
+        }
+        Ok(self.table_url(schema, name))
     }
 
     /// The state store.
@@ -228,7 +282,7 @@ impl Storage {
     pub fn state_dir(&self) -> &Path {
         self.kv_path
             .parent()
-            .expect("the state store is a file in a directory")
+            .expect("kv_path is open_kv's `dir.join(\"state.redb\")`, which has a parent")
     }
 
     /// Wraps a state-store error with the store's path.

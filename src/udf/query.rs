@@ -239,7 +239,11 @@ impl ExecutionPlan for QueryFunctionExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(QueryFunctionExec {
             name: self.name,
-            input: children.into_iter().next().expect("one child"),
+            input: children.into_iter().next().ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "QueryFunctionExec has one child, given none".into(),
+                )
+            })?,
             body: self.body.clone(),
             projection: self.projection.clone(),
             projected: self.projected.clone(),

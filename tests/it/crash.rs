@@ -169,7 +169,10 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
         .map(|r| r.get(0))
         .collect();
     let lost: Vec<_> = ack.models.difference(&versions).collect();
-    assert!(lost.is_empty(), "acknowledged model versions lost: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged model versions lost: {lost:?}"
+    );
     for version in &versions {
         let scored: i64 = client
             .query_one(
@@ -191,7 +194,11 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(deployed, i64::from(!versions.is_empty()), "deployed versions");
+    assert_eq!(
+        deployed,
+        i64::from(!versions.is_empty()),
+        "deployed versions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -71,7 +71,15 @@ async fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
         "$BIN" serve --data "$MNT/db" --listen "127.0.0.1:$2" 2>/dev/null & echo "$!"; wait
     "#;
     let mut namespace = match Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .args([first_port.to_string(), second_port.to_string()])
         .env("MNT", mount.path())
         .env("BIN", env!("CARGO_BIN_EXE_martdb"))
@@ -86,7 +94,10 @@ async fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
     let Some(Ok(first)) = pids.next() else {
         let mut why = String::new();
         std::io::Read::read_to_string(namespace.stderr.as_mut().unwrap(), &mut why).unwrap();
-        return skip(&format!("no private tmpfs ({}): {why}", namespace.wait().unwrap()));
+        return skip(&format!(
+            "no private tmpfs ({}): {why}",
+            namespace.wait().unwrap()
+        ));
     };
 
     let client = connect(first_port).await;
@@ -147,7 +158,13 @@ async fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
 
     // SIGKILL, restart on the same file system: nothing half-written is visible.
     let first: i32 = first.trim().parse().unwrap();
-    assert!(Command::new("kill").args(["-9", &first.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-9", &first.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let second: i32 = pids.next().unwrap().unwrap().trim().parse().unwrap();
     let client = connect(second_port).await;
     assert_eq!(summary(&client).await, expected(&acknowledged));
@@ -177,7 +194,9 @@ async fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
         .get(0);
     assert_eq!(copied, BATCH);
 
-    let _ = Command::new("kill").args(["-9", &second.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-9", &second.to_string()])
+        .status();
     namespace.wait().unwrap();
     eprintln!(
         "disk full after {} batches of {BATCH} rows; 53100, nothing lost, writes resumed",

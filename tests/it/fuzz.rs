@@ -512,3 +512,45 @@ async fn a_bind_with_a_parameter_length_past_its_end_is_08p01() {
     assert_eq!(one, 1);
     server.stop().await;
 }
+
+/// Writes the seed corpus of the coverage-guided targets under `fuzz/corpus/` from the
+/// same valid inputs as the tests above: the wire sessions, the statements of every
+/// `.slt` file, and bitmaps of each container kind. Run it when those change:
+/// `cargo test --test it write_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes files into the checkout"]
+fn write_fuzz_corpus() {
+    use martdb::bitmap::Bitmap;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let write = |target: &str, inputs: Vec<Vec<u8>>| {
+        let dir = root.join(target);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for input in inputs {
+            // FNV-1a names the file by its content, as libFuzzer does with SHA-1.
+            let hash = input.iter().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+            });
+            std::fs::write(dir.join(format!("{hash:016x}")), input).unwrap();
+        }
+    };
+    write("wire", seeds());
+    let mut statements = slt_statements();
+    statements.sort();
+    statements.dedup();
+    write(
+        "sql",
+        statements.into_iter().map(String::into_bytes).collect(),
+    );
+    write(
+        "bitmap",
+        vec![
+            Bitmap::new().to_bytes(),
+            Bitmap::from_values([1, 2, 3, 1000, 65_536, 70_000]).to_bytes(),
+            Bitmap::from_values(0..5000).to_bytes(),
+            Bitmap::from_values((0..20_000).map(|v| v * 3)).to_bytes(),
+            Bitmap::from_values([5, 1 << 33, (1 << 40) + 7]).to_bytes(),
+            Bitmap::from_values((0..3000).chain(1 << 32..(1 << 32) + 3000)).to_bytes(),
+        ],
+    );
+}

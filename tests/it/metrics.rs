@@ -45,6 +45,24 @@ async fn metrics_count_connections_queries_latency_rows_and_coupons() {
         .simple_query("SELECT value FROM generate_series(1, 10)")
         .await
         .unwrap();
+    client
+        .batch_execute("CREATE TABLE scanned AS SELECT value AS id FROM generate_series(1, 1000)")
+        .await
+        .unwrap();
+    // A prepared statement and a simple query each read the whole table.
+    let sum: i64 = client
+        .query_one(
+            "SELECT CAST(sum(id) AS BIGINT) FROM scanned WHERE id > $1",
+            &[&0i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 500_500);
+    client
+        .simple_query("SELECT max(id) FROM scanned")
+        .await
+        .unwrap();
     assert!(client.simple_query("SELECT * FROM missing").await.is_err());
     client
         .batch_execute("SET statement_timeout = 100")
@@ -101,6 +119,8 @@ async fn metrics_count_connections_queries_latency_rows_and_coupons() {
     );
     assert!(value("martdb_query_duration_seconds_sum") >= 0.1, "{body}");
     assert!(value("martdb_rows_total{kind=\"returned\"}") >= 10.0);
+    // Per process, like the coupon counters: at least our two scans of 1000 rows.
+    assert!(value("martdb_rows_scanned_total") >= 2000.0, "{body}");
     // Coupon counters are per process (other tests reserve too): at least ours.
     assert!(value("martdb_coupon_outcomes_total{outcome=\"reserved\"}") >= 1.0);
     assert!(value("martdb_coupon_outcomes_total{outcome=\"sold_out\"}") >= 1.0);

@@ -45,6 +45,8 @@ fn touch_weights(model: Model, path: &Path, weights: &mut Vec<f64>) {
                 weights[n - 1] = end_share;
             }
         },
-        Model::Markov | Model::Shapley => unreachable!("not a heuristic model"),
+        Model::Markov | Model::Shapley => {
+            unreachable!("attribute() handles markov and shapley itself, never through credit()")
+        }
     }
 }

@@ -101,7 +101,7 @@ impl Lu {
         for k in 0..n {
             let best = (k..n)
                 .max_by(|&x, &y| a[x * n + k].abs().total_cmp(&a[y * n + k].abs()))
-                .expect("k < n");
+                .expect("k < n, so the range k..n is not empty");
             if a[best * n + k] == 0.0 {
                 return None;
             }

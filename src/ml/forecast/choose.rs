@@ -114,7 +114,9 @@ fn fit_one(
 ) -> Result<Box<dyn FittedModel>, ForecastError> {
     let season = seasons.first().copied().unwrap_or(1);
     Ok(match choice {
-        ModelChoice::Auto => unreachable!("auto is resolved by fit_auto"),
+        ModelChoice::Auto => {
+            unreachable!("fit() sends ModelChoice::Auto to fit_auto, never to fit_one")
+        }
         ModelChoice::Ets(spec) => Box::new(auto_ets(y, season, spec)?),
         ModelChoice::Theta(variant) => Box::new(fit_theta(y, season, *variant)?),
         ModelChoice::Mstl => {

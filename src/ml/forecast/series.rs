@@ -258,10 +258,11 @@ fn fill_gaps(values: &mut [f64], observed: &[bool], fill: Fill) {
             continue;
         }
         // The first and last values are observed, so a gap has both neighbours.
-        let before = previous.expect("a series starts with an observed value");
+        let before =
+            previous.expect("rows are trimmed to start at a finite value: position 0 is observed");
         let after = (i..values.len())
             .find(|&j| observed[j])
-            .expect("a series ends with an observed value");
+            .expect("rows are trimmed to end at a finite value: the last position is observed");
         for j in i..after {
             values[j] = match fill {
                 Fill::Zero => 0.0,

@@ -66,7 +66,7 @@ fn open_cuda(ordinal: usize) -> Result<Device, MlError> {
     let mut opened = OPENED
         .get_or_init(Default::default)
         .lock()
-        .expect("device cache lock");
+        .expect(crate::LOCK_POISONED);
     if let Some(device) = opened.get(&ordinal) {
         return Ok(device.clone());
     }

@@ -151,7 +151,7 @@ impl ModelRegistry {
     pub fn save(&self, model: NewModel) -> Result<ModelInfo, MlError> {
         check_name(&model.name)?;
         let storage = self.storage()?;
-        let _writing = self.writing.lock().expect("registry lock");
+        let _writing = self.writing.lock().expect(crate::LOCK_POISONED);
         let versions = self.versions(&model.name)?;
         let version = versions.last().map_or(1, |v| v.version + 1);
         let deployed = versions.iter().find(|v| v.deployed);
@@ -164,7 +164,9 @@ impl ModelRegistry {
             }),
         };
         let path = Self::weights_path(&storage, &model.name, version);
-        let dir = path.parent().expect("a weights file is in a directory");
+        let dir = path
+            .parent()
+            .expect("weights_path joins a file name onto a directory");
         std::fs::create_dir_all(dir).map_err(Self::store_error)?;
         let temporary = path.with_extension("safetensors.partial");
         let tensors: HashMap<String, Tensor> = model
@@ -292,7 +294,7 @@ impl ModelRegistry {
     /// Makes `version` the deployed version of `name` (a rollback when it is older).
     pub fn deploy(&self, name: &str, version: i64) -> Result<ModelInfo, MlError> {
         let storage = self.storage()?;
-        let _writing = self.writing.lock().expect("registry lock");
+        let _writing = self.writing.lock().expect(crate::LOCK_POISONED);
         let mut info = self.get(name, Some(version))?;
         let kv_error = |e: redb::Error| Self::store_error(storage.kv_error(e));
         let txn = storage.kv().begin_write().map_err(|e| kv_error(e.into()))?;

@@ -58,28 +58,33 @@ pub fn adjust_p_values(
             return Err(StatsError::PValueOutOfRange { row, value: *value });
         }
     }
-    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
-    order.sort_by(|&a, &b| p[a].partial_cmp(&p[b]).expect("checked: no NaN"));
+    // (row, p-value) of the present values, smallest first; NaN was refused above.
+    let mut order: Vec<(usize, f64)> = p
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    order.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
     let m = order.len() as f64;
     let mut adjusted = vec![None; p.len()];
     match method {
         AdjustMethod::Bonferroni => {
-            for &i in &order {
-                adjusted[i] = p[i].map(|v| (v * m).min(1.0));
+            for &(i, v) in &order {
+                adjusted[i] = Some((v * m).min(1.0));
             }
         }
         AdjustMethod::Holm => {
             let mut running: f64 = 0.0;
-            for (rank, &i) in order.iter().enumerate() {
-                let value = ((m - rank as f64) * p[i].expect("present")).min(1.0);
+            for (rank, &(i, v)) in order.iter().enumerate() {
+                let value = ((m - rank as f64) * v).min(1.0);
                 running = running.max(value);
                 adjusted[i] = Some(running);
             }
         }
         AdjustMethod::BenjaminiHochberg => {
             let mut running: f64 = 1.0;
-            for (rank, &i) in order.iter().enumerate().rev() {
-                let value = (m / (rank as f64 + 1.0) * p[i].expect("present")).min(1.0);
+            for (rank, &(i, v)) in order.iter().enumerate().rev() {
+                let value = (m / (rank as f64 + 1.0) * v).min(1.0);
                 running = running.min(value);
                 adjusted[i] = Some(running);
             }

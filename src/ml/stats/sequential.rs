@@ -61,8 +61,14 @@ pub fn sequential_test(
         (None, None)
     };
     let relative_interval = fixed.relative.map(|r| {
-        let fixed_half = fixed.relative_high.expect("two-sided") - r;
-        let fixed_difference_half = fixed.difference_high.expect("two-sided") - d;
+        let fixed_half = fixed
+            .relative_high
+            .expect("a two-sided test with a relative estimate has both relative bounds")
+            - r;
+        let fixed_difference_half = fixed
+            .difference_high
+            .expect("a two-sided test has both difference bounds")
+            - d;
         // Both fixed intervals use the same critical value; scale the relative one by the
         // width the sequence gives the difference.
         let half = if fixed_difference_half > 0.0 {

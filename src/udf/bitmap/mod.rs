@@ -317,8 +317,8 @@ impl<'a> BitmapArg<'a> {
                 BitmapArg::Scalar(bytes.as_deref().map(|b| arg.bitmap(b)).transpose()?)
             }
             ColumnarValue::Scalar(ScalarValue::Null) => BitmapArg::Scalar(None),
-            ColumnarValue::Array(array) if BinaryColumn::new(array).is_some() => {
-                BitmapArg::Array(BinaryColumn::new(array).expect("checked"), arg)
+            ColumnarValue::Array(array) if let Some(column) = BinaryColumn::new(array) => {
+                BitmapArg::Array(column, arg)
             }
             other => {
                 return Err(DataFusionError::Internal(format!(

@@ -73,7 +73,7 @@ pub(crate) fn comparison_array(rows: &[Option<Comparison>]) -> ArrayRef {
         column(|c| c.p_value),
     ];
     let DataType::Struct(fields) = &*COMPARISON_TYPE else {
-        unreachable!()
+        unreachable!("COMPARISON_TYPE is a float_struct, a struct type")
     };
     let nulls = rows.iter().map(Option::is_some).collect::<Vec<_>>();
     Arc::new(StructArray::new(
@@ -168,9 +168,14 @@ pub(crate) fn moments(
             None => Ok(None),
         }
     };
-    let n = field("n", true)?.expect("required");
-    let mean = field("mean", true)?.expect("required");
-    let variance = field("variance", true)?.expect("required");
+    let required = |name: &str| -> Result<Vec<Option<f64>>> {
+        field(name, true)?.ok_or_else(|| {
+            DataFusionError::Internal(format!("{name}: a required field read as absent"))
+        })
+    };
+    let n = required("n")?;
+    let mean = required("mean")?;
+    let variance = required("variance")?;
     let covariate = [
         field("covariate_mean", false)?,
         field("covariate_variance", false)?,
@@ -540,7 +545,9 @@ impl Accumulator for PairsAccumulator {
 /// A one-row struct of type `result` from its field values.
 pub(crate) fn struct_scalar(result: &DataType, values: Vec<ScalarValue>) -> Result<ScalarValue> {
     let DataType::Struct(fields) = result else {
-        unreachable!("a struct type")
+        return Err(DataFusionError::Internal(format!(
+            "struct_scalar of the non-struct type {result}"
+        )));
     };
     let columns = values
         .iter()

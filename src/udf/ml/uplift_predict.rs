@@ -43,7 +43,7 @@ pub(super) fn load(
     device: MlDevice,
 ) -> Result<Arc<UpliftModel>, MlError> {
     let key = (info.name.clone(), info.version, device.to_string());
-    if let Some(model) = loaded.lock().expect("model cache lock").get(&key) {
+    if let Some(model) = loaded.lock().expect(crate::LOCK_POISONED).get(&key) {
         return Ok(model.clone());
     }
     let spec = uplift_spec(info)?;
@@ -51,7 +51,7 @@ pub(super) fn load(
     let model = Arc::new(UpliftModel::from_parts(spec, &weights, &device.open()?)?);
     loaded
         .lock()
-        .expect("model cache lock")
+        .expect(crate::LOCK_POISONED)
         .insert(key, model.clone());
     Ok(model)
 }

@@ -248,7 +248,11 @@ impl ExecutionPlan for MatchExec {
             rules: self.rules.clone(),
             apply: self.apply,
             output: self.output.clone(),
-            input: children.into_iter().next().expect("one child"),
+            input: children.into_iter().next().ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "MatchExec has one child, given none".into(),
+                )
+            })?,
             projection: self.projection.clone(),
             projected: self.projected.clone(),
             properties: self.properties.clone(),

@@ -83,7 +83,7 @@ impl ScalarUDFImpl for CurrentSetting {
             Some(_) => return exec_err!("current_setting: missing_ok must be a constant"),
             None => false,
         };
-        let settings = self.settings.read().expect("settings lock");
+        let settings = self.settings.read().expect(crate::LOCK_POISONED);
         let lookup = |name: &str| -> Result<Option<String>> {
             match settings.get(name) {
                 Ok(value) => Ok(Some(value.to_string())),
