@@ -185,6 +185,8 @@ fn message_sqlstate(msg: &str) -> &'static str {
 fn plan_sqlstate(msg: &str) -> &'static str {
     if msg.contains("table") && (msg.contains("not found") || msg.contains("doesn't exist")) {
         "42P01"
+    } else if msg.starts_with("there is no parameter") {
+        "42P02"
     } else if msg.contains("Invalid function") || msg.contains("No function matches") {
         "42883"
     } else if msg.contains("already exists") {

@@ -554,3 +554,27 @@ fn write_fuzz_corpus() {
         ],
     );
 }
+
+/// Found in the panic review: `$4000000000` sized the list of parameter types to four
+/// billion entries, an allocation failure that aborts the process (no panic to contain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placeholder_numbered_in_the_billions_is_an_error() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    for sql in ["SELECT $4000000000::INT", "SELECT $1::INT + $65536::INT"] {
+        let err = client.prepare(sql).await.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42P02", "{sql}: {err:?}");
+    }
+    let err = client
+        .simple_query("SELECT $4000000000::INT")
+        .await
+        .unwrap_err();
+    assert!(err.code().is_some(), "{err:?}");
+    let two: i64 = client
+        .query_one("SELECT $1::BIGINT + 1", &[&1i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(two, 2);
+    server.stop().await;
+}
