@@ -313,4 +313,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Guards the chain rule against a record numbered u64::MAX, as a damaged file may
+    /// hold (`last.seq + 1` panicked in debug builds): nothing follows it in a chain.
+    #[test]
+    fn a_record_numbered_u64_max_ends_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(u64::MAX - 1, 0, &reserve("a"), &[]).unwrap();
+        journal.append(u64::MAX, 0, &reserve("b"), &[]).unwrap();
+        // What `u64::MAX + 1` wraps to in a release build.
+        journal.append(0, 0, &reserve("c"), &[]).unwrap();
+        drop(journal);
+        let (mut journal, records) = Journal::open(&path).unwrap();
+        assert_eq!(seqs(&records), [u64::MAX - 1, u64::MAX]);
+        // The journal goes on after a restart.
+        journal.restart();
+        journal.append(1, 0, &reserve("d"), &[]).unwrap();
+        journal.append(2, 0, &reserve("e"), &[]).unwrap();
+        drop(journal);
+        assert_eq!(seqs(&Journal::open(&path).unwrap().1), [1, 2]);
+    }
 }

@@ -223,3 +223,91 @@ fn the_journal_restores_acknowledged_batches_as_decided() {
         Outcome::Reserved
     );
 }
+
+/// Writes `seq` as the last batch number of the state store, as a damaged store may hold.
+fn write_journal_seq(storage: &Storage, seq: u64) {
+    let table = redb::TableDefinition::<(), u64>::new("coupon_journal");
+    let txn = storage.kv().begin_write().unwrap();
+    txn.open_table(table).unwrap().insert((), seq).unwrap();
+    txn.commit().unwrap();
+}
+
+/// Guards the ledger's batch number: u64::MAX in the state store has no successor (`seq
+/// + 1` panicked in debug builds, wrapped in release); it is reported as damage.
+#[test]
+fn a_batch_number_without_successor_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        create_if_missing: true,
+        ..Default::default()
+    };
+    let storage = Arc::new(Storage::open(dir.path().to_str().unwrap(), &options).unwrap());
+    let is_damage = |err: &CouponError| {
+        matches!(err, CouponError::Damaged { key, message }
+            if key == "journal sequence"
+                && message == &format!("batch number {} has no successor", u64::MAX))
+            && err.sqlstate() == "XX001"
+    };
+
+    // At u64::MAX already: opening (which runs an empty batch) fails.
+    write_journal_seq(&storage, u64::MAX);
+    let err = Coupons::open(&storage, AudienceStore::new(&storage)).unwrap_err();
+    assert!(is_damage(&err), "{err:?}");
+
+    // One short of it: opening takes the last number; every later batch fails as a
+    // whole and commits nothing, and the committer goes on answering.
+    write_journal_seq(&storage, u64::MAX - 1);
+    let coupons = Coupons::open(&storage, AudienceStore::new(&storage)).unwrap();
+    for _ in 0..2 {
+        let err = coupons
+            .create_pool("p", 10, &PoolSettings::default())
+            .unwrap_err();
+        assert!(is_damage(&err), "{err:?}");
+    }
+    // Reads go on.
+    assert!(coupons.pools().unwrap().is_empty());
+    assert!(coupons.reconcile().unwrap().is_empty());
+}
+
+/// Guards `reconcile` against a damaged state store holding two pool records of one name
+/// (its `expect("inserted above")` panicked): the pool is recounted once.
+#[test]
+fn reconcile_survives_two_pool_records_of_one_name() {
+    use redb::ReadableTable;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, coupons) = open(dir.path());
+    coupons
+        .create_pool("p", 10, &PoolSettings::default())
+        .unwrap();
+    assert_eq!(coupons.reserve("p", "a", "k1").unwrap(), Outcome::Reserved);
+    // The damage: the record of pool "p" again, under another key.
+    let pools = redb::TableDefinition::<&str, &str>::new("coupon_pools");
+    let txn = storage.kv().begin_write().unwrap();
+    {
+        let mut table = txn.open_table(pools).unwrap();
+        let json = table.get("p").unwrap().unwrap().value().to_string();
+        table.insert("p-copy", json.as_str()).unwrap();
+    }
+    txn.commit().unwrap();
+    let named_p = coupons
+        .pools()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.name == "p")
+        .count();
+    assert_eq!(named_p, 2);
+
+    let recount = coupons.reconcile().unwrap();
+    assert_eq!(recount.len(), 1, "{recount:?}");
+    assert_eq!(
+        (recount[0].pool.as_str(), recount[0].reserved),
+        ("p", (1, 1))
+    );
+    assert!(recount[0].balanced(), "{recount:?}");
+    // The pool goes on, and reconcile with it.
+    assert_eq!(coupons.reserve("p", "b", "k2").unwrap(), Outcome::Reserved);
+    let recount = coupons.reconcile().unwrap();
+    assert_eq!(recount.len(), 1, "{recount:?}");
+    assert_eq!(recount[0].reserved.1, 2, "{recount:?}");
+}

@@ -433,3 +433,84 @@ fn event_state_is_bounded_by_the_horizon_and_absences_wait_for_the_watermark() {
         "views 1..=1408 fire; the last 31 wait for their deadline"
     );
 }
+
+/// One `match_schema` row (integer ids) with `action` as its action, and its columns.
+fn match_columns(action: &str) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(Int64Array::from(vec![10])),
+        Arc::new(Int64Array::from(vec![42])),
+        Arc::new(Int64Array::from(vec![1])),
+        Arc::new(Int64Array::from(vec![3])),
+        Arc::new(StringArray::from(vec!["r"])),
+        Arc::new(StringArray::from(vec!["g"])),
+        Arc::new(StringArray::from(vec![action])),
+        Arc::new(StringArray::from(vec!["{}"])),
+        Arc::new(StringArray::from(vec!["sms"])),
+        Arc::new(TimestampMicrosecondArray::from(vec![Some(5)]).with_timezone("UTC")),
+    ]
+}
+
+/// The error `Match::from_batches` gives for `batch`, which is not of `match_schema`.
+fn not_matches(batch: RecordBatch) -> String {
+    match Match::from_batches(&[batch]) {
+        Err(e @ RuleError::Engine(_)) => e.to_string(),
+        other => panic!("expected an error for rows not of match_schema, got {other:?}"),
+    }
+}
+
+/// Guards `Match::from_batches` (public) against batches not shaped like `match_schema`:
+/// they panicked (column index, cast, `as_string`, unknown action); now they are errors.
+#[test]
+fn matches_from_wrongly_shaped_batches_are_errors() {
+    let schema = match_schema(&DataType::Int64, &DataType::Int64);
+    let good = RecordBatch::try_new(schema.clone(), match_columns("message")).unwrap();
+    let matches = Match::from_batches(std::slice::from_ref(&good)).unwrap();
+    assert_eq!(
+        matches,
+        [Match {
+            event_id: 10,
+            user_id: 42,
+            rule_id: 1,
+            rule_version: 3,
+            action: ActionKind::Message,
+            params: "{}".into(),
+            channel: "sms".into(),
+            fired_at: 5,
+        }]
+    );
+
+    // Too few columns.
+    let short = good.project(&[0, 1, 2, 3]).unwrap();
+    let err = not_matches(short);
+    assert!(
+        err.contains("rows that are not of match_schema: 4 columns"),
+        "{err}"
+    );
+
+    // An action that is not text.
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| (**f).clone()).collect();
+    fields[6] = Field::new("action", DataType::Int64, false);
+    let mut columns = match_columns("message");
+    columns[6] = Arc::new(Int64Array::from(vec![1]));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let err = not_matches(batch);
+    assert!(err.contains("column 6 is not text"), "{err}");
+
+    // An event id that does not cast to an integer.
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| (**f).clone()).collect();
+    let list =
+        datafusion::arrow::array::ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(
+            vec![Some(10)],
+        )]);
+    fields[0] = Field::new("event_id", list.data_type().clone(), true);
+    let mut columns = match_columns("message");
+    columns[0] = Arc::new(list);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let err = not_matches(batch);
+    assert!(err.contains("column 0:"), "{err}");
+
+    // An action martdb does not know.
+    let batch = RecordBatch::try_new(schema.clone(), match_columns("teleport")).unwrap();
+    let err = not_matches(batch);
+    assert!(err.contains("unknown action 'teleport'"), "{err}");
+}

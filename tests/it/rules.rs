@@ -127,3 +127,75 @@ async fn rules_are_rows_matched_by_a_client_and_changed_while_matching() {
     assert_eq!(version, 11);
     server.stop().await;
 }
+
+/// An events query with exactly the columns of [`Event::to_batch`] (types and
+/// nullability): `match_rules` over it looks up the same compiled-network cache entry.
+const EVENT_SHAPED: &str = "SELECT arrow_cast(2, 'Int64') AS event_id, arrow_cast(7, 'Int64') AS user_id, \
+     arrow_cast('view', 'Utf8') AS event_type, \
+     arrow_cast(60000000, 'Timestamp(Microsecond, Some(\"UTC\"))') AS ts";
+
+/// Guards the rules compile cache: a network compiled for single events (missing columns
+/// read as NULL) was reused for a batch of the same schema and panicked on its missing
+/// `with same` column; now the batch compiles its own network and gets a clean error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_compiled_for_single_events_is_not_reused_for_batches() {
+    use martdb::rules::{ActionKind, Event, Rule};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = martdb::Engine::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let rules = engine.rules();
+    // No events table: the rule is stored without a column check.
+    let mut rule = Rule::new(1, ActionKind::Emit);
+    rule.pattern = Some("times(2) of view with same category within 30m".into());
+    rules.create(rule).await.unwrap();
+
+    // A single event lacks `category`: it reads as NULL, and the network is cached.
+    let event = Event::new(1, 7, "view", 0);
+    assert!(rules.match_event(&event).unwrap().is_empty());
+    let batch = event.to_batch().unwrap();
+
+    // The same schema as a batch: the pattern's column is missing, an error (22023).
+    let err = rules.compile(batch.schema()).unwrap_err();
+    assert_eq!(err.sqlstate(), "22023", "{err}");
+    assert_eq!(
+        err.to_string(),
+        "rule 1: pattern: the events have no column 'category'"
+    );
+
+    // The same through SQL: match_rules over a query of exactly that schema.
+    let shaped = engine.sql(EVENT_SHAPED).await.unwrap();
+    assert_eq!(shaped[0].schema(), batch.schema());
+    let err = engine
+        .sql(&format!(
+            "SELECT * FROM match_rules('{}')",
+            EVENT_SHAPED.replace('\'', "''")
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "22023", "{err}");
+    assert!(
+        err.to_string()
+            .contains("rule 1: pattern: the events have no column 'category'"),
+        "{err}"
+    );
+
+    // Both paths go on working: single events, and batches that have the column.
+    assert_eq!(
+        rules
+            .match_event(&Event::new(2, 7, "view", 60_000_000))
+            .unwrap()
+            .len(),
+        1
+    );
+    let with_category = engine
+        .sql(
+            "SELECT count(*) FROM match_rules('SELECT value AS event_id, 7 AS user_id, \
+             ''view'' AS event_type, ''toys'' AS category, to_timestamp(value * 60) AS ts \
+             FROM generate_series(1, 2)')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(crate::scalar(&with_category), "1");
+}
