@@ -10,12 +10,16 @@
 
 #![allow(dead_code)] // each target uses part of this module
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{LazyLock, Once};
+use std::sync::{LazyLock, Mutex, Once};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Places of the dependency panics seen so far.
+static CONTAINED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Installs the panic policy above; call at the start of every input.
 pub fn panic_policy() {
@@ -32,8 +36,12 @@ pub fn panic_policy() {
                 default_hook(info);
                 std::process::abort();
             }
-            // Contained by martdb; rare enough to print each.
-            eprintln!("contained a dependency's panic: {info}");
+            // Contained by martdb. Printed once per place: pgwire's decoder panics on
+            // most truncated messages.
+            let place = info.location().map(ToString::to_string).unwrap_or_default();
+            if CONTAINED.lock().is_ok_and(|mut seen| seen.insert(place)) {
+                eprintln!("contained a dependency's panic (shown once per place): {info}");
+            }
         }));
     });
 }
