@@ -485,6 +485,7 @@ impl Engine {
                     }
                     return Err(CatalogError::SchemaExists { name: schema }.into());
                 }
+                self.catalog.refuse_shared_directory(&schema, None)?;
                 self.run_plan(plan.clone()).await?;
                 self.catalog.schema_created(&schema)?;
                 Ok(empty_stream())

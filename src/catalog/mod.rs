@@ -405,6 +405,7 @@ impl Catalog {
             }
             .into());
         }
+        self.refuse_shared_directory(&name.schema, Some(&name.table))?;
         let url = self.inner.storage.checked_table_url(
             (name.schema != DEFAULT_SCHEMA).then_some(name.schema.as_str()),
             &name.table,
@@ -537,6 +538,39 @@ impl Catalog {
     pub(crate) fn schema_created(&self, schema: &str) -> crate::Result<()> {
         self.add_schema(schema);
         self.put_record(schema, None, Definition::Schema)
+    }
+
+    /// A table of the default schema and a schema of the same name would share the
+    /// directory `<root>/<name>/`, and dropping one would delete the other's data: the
+    /// error for creating table `table` (or, with `None`, schema `schema`) when that
+    /// would make such a pair.
+    pub(crate) fn refuse_shared_directory(
+        &self,
+        schema: &str,
+        table: Option<&str>,
+    ) -> crate::Result<()> {
+        let (directory, taken) = match table {
+            Some(table) if schema == DEFAULT_SCHEMA => (
+                table,
+                table != DEFAULT_SCHEMA && table != SYSTEM_SCHEMA && self.has_schema(table),
+            ),
+            _ if schema == DEFAULT_SCHEMA || schema == SYSTEM_SCHEMA => return Ok(()),
+            _ => (
+                schema,
+                self.schema_provider(DEFAULT_SCHEMA)?.table_exist(schema),
+            ),
+        };
+        if taken {
+            return Err(crate::storage::StorageError::BadLocation {
+                location: format!("{directory}/"),
+                reason: format!(
+                    "a table of the default schema and a schema both named '{directory}' \
+                     would share this directory; rename one"
+                ),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Fails unless `schema` exists (for `CREATE SCHEMA IF NOT EXISTS` checks).

@@ -252,7 +252,7 @@ impl Storage {
     }
 
     /// [`Storage::table_url`] for names from SQL: an error when a name cannot be exactly
-    /// one directory below the root.
+    /// one directory below the root, or would land in the state directory.
     pub fn checked_table_url(&self, schema: Option<&str>, name: &str) -> Result<Url, StorageError> {
         for segment in schema.into_iter().chain([name]) {
             if segment.is_empty()
@@ -268,6 +268,14 @@ impl Storage {
                         .into(),
                 });
             }
+        }
+        // The first directory below the root must not be the state directory: a table
+        // there would mix with (and DROP TABLE would delete) martdb's own state.
+        if schema.unwrap_or(name) == STATE_DIR {
+            return Err(StorageError::BadLocation {
+                location: STATE_DIR.to_string(),
+                reason: "the name is reserved for martdb's own state".into(),
+            });
         }
         Ok(self.table_url(schema, name))
     }
