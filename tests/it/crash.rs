@@ -76,15 +76,24 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
-    // Rows: every acknowledged one present, none duplicated, none invented.
-    let ids: Vec<i64> = client
-        .query("SELECT id FROM events", &[])
+/// The first column of `sql`'s rows, collected into `C`.
+async fn column<T, C>(client: &tokio_postgres::Client, sql: &str) -> C
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+    C: FromIterator<T>,
+{
+    client
+        .query(sql, &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.get::<_, T>(0))
+        .collect()
+}
+
+async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
+    // Rows: every acknowledged one present, none duplicated, none invented.
+    let ids: Vec<i64> = column(client, "SELECT id FROM events").await;
     let present: BTreeSet<i64> = ids.iter().copied().collect();
     assert_eq!(present.len(), ids.len(), "duplicated rows");
     let lost: Vec<_> = ack.rows.difference(&present).collect();
@@ -108,16 +117,7 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
         stock,
         "stock does not add up"
     );
-    let held: BTreeSet<String> = client
-        .query(
-            "SELECT request_key FROM martdb.coupon_reservations WHERE pool = 'crash' AND status = 'reserved'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let held: BTreeSet<String> = column(client, "SELECT request_key FROM martdb.coupon_reservations WHERE pool = 'crash' AND status = 'reserved'").await;
     assert_eq!(
         held.len() as i64,
         reserved,
@@ -141,13 +141,7 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
     // CREATE TABLE AS is all or nothing: the snapshot, if any, is a whole copy of some
     // earlier state of `events` (distinct ids, all of them inserted).
     if ack.snapshots > 0 {
-        let ids: Vec<i64> = client
-            .query("SELECT id FROM snapshot", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let ids: Vec<i64> = column(client, "SELECT id FROM snapshot").await;
         let distinct: BTreeSet<i64> = ids.iter().copied().collect();
         assert_eq!(distinct.len(), ids.len(), "duplicated snapshot rows");
         assert!(
@@ -158,16 +152,11 @@ async fn verify(client: &tokio_postgres::Client, ack: &Acknowledged) {
 
     // Models: every acknowledged version is registered, and every registered version
     // (acknowledged or caught in flight) is whole: its weights load and score.
-    let versions: BTreeSet<i64> = client
-        .query(
-            "SELECT CAST(version AS BIGINT) FROM martdb.models WHERE name = 'crash'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions: BTreeSet<i64> = column(
+        client,
+        "SELECT CAST(version AS BIGINT) FROM martdb.models WHERE name = 'crash'",
+    )
+    .await;
     let lost: Vec<_> = ack.models.difference(&versions).collect();
     assert!(
         lost.is_empty(),

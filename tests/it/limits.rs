@@ -30,14 +30,6 @@ async fn connect(
     Ok((client, tokio::spawn(connection)))
 }
 
-async fn one(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one("SELECT 1::BIGINT", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 fn message(err: &tokio_postgres::Error) -> String {
     err.as_db_error()
         .map(|e| e.message().to_string())
@@ -74,7 +66,7 @@ async fn connections_over_max_connections_are_refused_with_53300() {
     let err = first.simple_query(LONG_QUERY).await.unwrap_err();
     canceller.await.unwrap();
     assert_eq!(code(&err), "57014", "{err}");
-    assert_eq!(one(&first).await, 1);
+    crate::server::assert_answers(&first).await;
 
     // A closed connection frees its place.
     drop(second);
@@ -90,7 +82,7 @@ async fn connections_over_max_connections_are_refused_with_53300() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(one(&third.expect("a place after a close")).await, 1);
+    crate::server::assert_answers(&third.expect("a place after a close")).await;
     server.stop().await;
 }
 
@@ -102,7 +94,7 @@ async fn idle_clients_are_disconnected_with_57p05_and_25p03() {
     })
     .await;
     let (idle, idle_task) = connect(&server).await.unwrap();
-    assert_eq!(one(&idle).await, 1);
+    crate::server::assert_answers(&idle).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), idle_task)
         .await
         .expect("the server closes an idle session")
@@ -135,7 +127,7 @@ async fn idle_clients_are_disconnected_with_57p05_and_25p03() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(one(&patient).await, 1);
+    crate::server::assert_answers(&patient).await;
     assert!(!task.is_finished());
     drop(busy);
     let _ = busy_task.await;
@@ -177,7 +169,7 @@ async fn statements_over_their_memory_limit_fail_with_53200_and_the_session_goes
     // Only this session is limited; the server and this session go on.
     let count: i64 = other.query_one(HUNGRY, &[]).await.unwrap().get(0);
     assert_eq!(count, 200_000);
-    assert_eq!(one(&client).await, 1);
+    crate::server::assert_answers(&client).await;
 
     // The server's limit is a ceiling: lower is allowed, higher or off is not.
     for above in ["'1GB'", "0"] {
@@ -210,8 +202,8 @@ async fn the_process_memory_limit_fails_statements_with_53200_and_the_server_sta
     let err = client.query_one(HUNGRY, &[]).await.unwrap_err();
     assert_eq!(code(&err), "53200", "{err}");
     let (other, _) = connect(&server).await.unwrap();
-    assert_eq!(one(&other).await, 1);
-    assert_eq!(one(&client).await, 1);
+    crate::server::assert_answers(&other).await;
+    crate::server::assert_answers(&client).await;
     server.stop().await;
 }
 
@@ -238,7 +230,7 @@ async fn results_over_max_result_size_stop_with_54000() {
         let err = client.simple_query(large).await.unwrap_err();
         assert_eq!(code(&err), "54000", "{large}: {err}");
     }
-    assert_eq!(one(&client).await, 1);
+    crate::server::assert_answers(&client).await;
     client
         .batch_execute("SET martdb.max_result_size = 0")
         .await

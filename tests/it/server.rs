@@ -14,6 +14,17 @@ pub(crate) struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// Asserts that `client`'s session still answers a query: the check after every
+/// failure a test provokes.
+pub(crate) async fn assert_answers(client: &tokio_postgres::Client) {
+    let one: i64 = client
+        .query_one("SELECT 1::BIGINT", &[])
+        .await
+        .expect("the session answers")
+        .get(0);
+    assert_eq!(one, 1);
+}
+
 impl Server {
     pub(crate) async fn start() -> Server {
         Self::start_with(martdb::server::ServerOptions::default()).await
@@ -483,24 +494,14 @@ async fn cancel_requests_and_statement_timeout_stop_queries() {
         .batch_execute("RESET statement_timeout")
         .await
         .unwrap();
-    let one: i64 = client
-        .query_one("SELECT 1::BIGINT", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    crate::server::assert_answers(&client).await;
 
     // A client that vanishes mid-query does not disturb the others.
     let quitter = server.client().await;
     let running = tokio::spawn(async move { quitter.simple_query(LONG_QUERY).await });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     running.abort();
-    let one: i64 = client
-        .query_one("SELECT 1::BIGINT", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    crate::server::assert_answers(&client).await;
     server.stop().await;
 }
 
