@@ -57,7 +57,8 @@ for part in train test; do
 done
 SYNTHETIC_FEATURES=$(seq -s ', ' -f 'f%g' 0 19)
 
-LEARNERS=("t logistic" "s logistic" "x logistic" "ct logistic" "t mlp" "s mlp" "x mlp" "ct mlp")
+LEARNERS=("t logistic" "s logistic" "x logistic" "ct logistic" "t mlp" "s mlp" "x mlp" "ct mlp"
+          "s gbdt" "t gbdt" "x gbdt" "ct gbdt")
 compare() {
   local dataset=$1 features=$2
   echo

@@ -3,8 +3,8 @@
 -- its `true_uplift` column is each user's true effect, which a model never sees and
 -- which this script checks the model against.
 
--- 1. Train on 70% of the users, evaluate on the other 30%. The default learner is a
---    T-learner over a small perceptron (options: 'learner = x, base = logistic', ...).
+-- 1. Train on 70% of the users, evaluate on the other 30%. The default learner is an
+--    S-learner over gradient-boosted trees (options: 'learner = x, base = logistic', ...).
 --    Each run stores a new version in martdb.models.
 SELECT name, version, algorithm, training_rows, validation_rows,
        round(qini_auc, 4) AS qini_auc, round(uplift_auc, 4) AS uplift_auc, deployed

@@ -706,7 +706,7 @@ fn uplift_example_recovers_the_true_effect_and_targets_under_a_budget() {
         fields[i].parse().unwrap_or_else(|_| panic!("{fields:?}"))
     };
     // Trained and deployed, ranking held-out users better than random.
-    let trained = csv_line(&out, "coupon_uplift,1,t_learner/mlp,3500,1500,");
+    let trained = csv_line(&out, "coupon_uplift,1,s_learner/gbdt,3500,1500,");
     assert!(number(&trained, 5) > 0.03, "{trained:?}");
     // The scores follow the true effect, which the model never saw.
     let recovered = csv_line(&out, "recovered,");

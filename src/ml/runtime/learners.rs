@@ -9,6 +9,9 @@
 //!   mini-batches of shuffled rows; its initial weights and every shuffle come from the
 //!   seed, so a seed gives one model.
 //!
+//! - Gradient-boosted trees ([`super::trees`]): LightGBM's histogram method, on the
+//!   host.
+//!
 //! Row weights (optional) scale each row's loss. Matrix products run on the tensors'
 //! device; the Newton solve is `(d+1)²` numbers and runs on the host in f64.
 
@@ -22,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::MlError;
+use super::trees::{TrainingSet, TreeEnsemble, fit_trees};
 
 /// The model family of a base learner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +35,31 @@ pub enum Base {
     Linear,
     /// A perceptron with one hidden layer of ReLU units.
     Mlp,
+    /// Gradient-boosted decision trees.
+    Gbdt,
+}
+
+impl Base {
+    /// Reads a base learner's SQL name.
+    pub fn parse(text: &str) -> Result<Self, MlError> {
+        match text.to_ascii_lowercase().as_str() {
+            "linear" | "logistic" => Ok(Base::Linear),
+            "mlp" => Ok(Base::Mlp),
+            "gbdt" | "trees" => Ok(Base::Gbdt),
+            other => Err(MlError::Input(format!(
+                "unknown base '{other}': expected logistic, mlp or gbdt"
+            ))),
+        }
+    }
+
+    /// The name shown in `martdb.models.algorithm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Base::Linear => "logistic",
+            Base::Mlp => "mlp",
+            Base::Gbdt => "gbdt",
+        }
+    }
 }
 
 /// What a learner predicts.
@@ -54,9 +83,20 @@ pub struct TrainOptions {
     /// least 3 and at most 20.
     pub epochs: usize,
     pub batch_size: usize,
-    pub learning_rate: f64,
+    /// The perceptron's AdamW step, or the trees' shrinkage; `None` picks
+    /// [`MLP_LEARNING_RATE`] or [`TREE_LEARNING_RATE`].
+    pub learning_rate: Option<f64>,
     pub seed: u64,
+    /// Boosting rounds (trees).
+    pub trees: usize,
+    /// Leaves per tree at most (trees).
+    pub leaves: usize,
+    /// Rows per leaf at least (trees).
+    pub min_leaf: usize,
 }
+
+pub const MLP_LEARNING_RATE: f64 = 0.01;
+pub const TREE_LEARNING_RATE: f64 = 0.05;
 
 impl Default for TrainOptions {
     fn default() -> Self {
@@ -65,8 +105,11 @@ impl Default for TrainOptions {
             hidden: 32,
             epochs: 0,
             batch_size: 1024,
-            learning_rate: 0.01,
+            learning_rate: None,
             seed: 42,
+            trees: 200,
+            leaves: 31,
+            min_leaf: 20,
         }
     }
 }
@@ -80,7 +123,7 @@ pub struct Control<'a> {
 }
 
 impl Control<'_> {
-    fn check(&self) -> Result<(), MlError> {
+    pub(super) fn check(&self) -> Result<(), MlError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(MlError::Cancelled);
         }
@@ -88,12 +131,18 @@ impl Control<'_> {
     }
 }
 
-/// A trained base learner: dense layers `x · w + b`, ReLU between them.
+/// A trained base learner: dense layers `x · w + b` with ReLU between them, or trees.
 #[derive(Debug, Clone)]
 pub struct Net {
     pub target: Target,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
     /// `(w: inputs × outputs, b: 1 × outputs)` per layer.
-    layers: Vec<(Tensor, Tensor)>,
+    Dense(Vec<(Tensor, Tensor)>),
+    Trees(TreeEnsemble),
 }
 
 const NEWTON_STEPS: usize = 30;
@@ -106,9 +155,28 @@ const TARGET_STEPS: usize = 3000;
 const MAX_AUTO_EPOCHS: usize = 20;
 
 impl Net {
+    fn dense(target: Target, layers: Vec<(Tensor, Tensor)>) -> Net {
+        Net {
+            target,
+            body: Body::Dense(layers),
+        }
+    }
+
+    /// The raw output (before the sigmoid of a binary target).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let layers = match &self.body {
+            Body::Dense(layers) => layers,
+            Body::Trees(trees) => {
+                let (n, d) = x.dims2()?;
+                if d != trees.inputs() {
+                    candle_core::bail!("the trees take {} inputs, found {d}", trees.inputs());
+                }
+                let host = x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                return Tensor::from_vec(trees.scores(&host, n), (n, 1), x.device());
+            }
+        };
         let mut h = x.clone();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
+        for (i, (w, b)) in layers.iter().enumerate() {
             if i > 0 {
                 h = h.relu()?;
             }
@@ -128,9 +196,14 @@ impl Net {
         Ok(out.flatten_all()?.to_vec1::<f32>()?)
     }
 
-    /// The weights as named tensors (`<prefix>.<layer>.w` / `.b`), for storing.
-    pub fn tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        self.layers
+    /// The weights as named tensors (`<prefix>.<layer>.w` / `.b`, or
+    /// `<prefix>.trees.*`), for storing.
+    pub fn tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>, MlError> {
+        let layers = match &self.body {
+            Body::Dense(layers) => layers,
+            Body::Trees(trees) => return trees.tensors(prefix),
+        };
+        Ok(layers
             .iter()
             .enumerate()
             .flat_map(|(i, (w, b))| {
@@ -139,7 +212,7 @@ impl Net {
                     (format!("{prefix}.{i}.b"), b.clone()),
                 ]
             })
-            .collect()
+            .collect())
     }
 
     /// The net stored by [`Net::tensors`] under `prefix`.
@@ -148,6 +221,12 @@ impl Net {
         prefix: &str,
         target: Target,
     ) -> Result<Self, MlError> {
+        if let Some(trees) = TreeEnsemble::from_tensors(tensors, prefix)? {
+            return Ok(Net {
+                target,
+                body: Body::Trees(trees),
+            });
+        }
         let mut layers = Vec::new();
         while let (Some(w), Some(b)) = (
             tensors.get(&format!("{prefix}.{}.w", layers.len())),
@@ -160,20 +239,19 @@ impl Net {
                 "the stored weights have no learner '{prefix}'"
             )));
         }
-        Ok(Net { target, layers })
+        Ok(Net::dense(target, layers))
     }
 
-    /// The same net with its weights on `device`.
+    /// The same net with its weights on `device` (trees stay on the host).
     pub fn to_device(&self, device: &Device) -> Result<Self, MlError> {
-        let layers = self
-            .layers
+        let Body::Dense(layers) = &self.body else {
+            return Ok(self.clone());
+        };
+        let layers = layers
             .iter()
             .map(|(w, b)| Ok((w.to_device(device)?, b.to_device(device)?)))
             .collect::<Result<_, MlError>>()?;
-        Ok(Net {
-            target: self.target,
-            layers,
-        })
+        Ok(Net::dense(self.target, layers))
     }
 }
 
@@ -195,6 +273,25 @@ pub fn fit(
     match base {
         Base::Linear => fit_linear(x, y, weights, target, options, control),
         Base::Mlp => fit_mlp(x, y, weights, target, options, control),
+        Base::Gbdt => {
+            let (_, d) = x.dims2()?;
+            let host = |t: &Tensor| -> Result<Vec<f32>, MlError> {
+                Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+            };
+            let w = weights.map(host).transpose()?;
+            let (x, y) = (host(x)?, host(y)?);
+            let data = TrainingSet {
+                x: &x,
+                inputs: d,
+                y: &y,
+                weights: w.as_deref(),
+            };
+            let trees = fit_trees(&data, target, options, control)?;
+            Ok(Net {
+                target,
+                body: Body::Trees(trees),
+            })
+        }
     }
 }
 
@@ -260,10 +357,7 @@ fn linear_net(w: &[f64], device: &Device, target: Target) -> candle_core::Result
         Tensor::from_vec(weights, (d, 1), device)?,
         Tensor::from_vec(vec![w[d] as f32], (1, 1), device)?,
     );
-    Ok(Net {
-        target,
-        layers: vec![layer],
-    })
+    Ok(Net::dense(target, vec![layer]))
 }
 
 /// Rows above which Newton's method first runs on an evenly strided sample of about
@@ -447,17 +541,19 @@ fn fit_mlp(
     };
     let b2 = Var::from_tensor(&Tensor::from_vec(vec![start as f32], (1, 1), device)?)?;
     let params = ParamsAdamW {
-        lr: options.learning_rate,
+        lr: options.learning_rate.unwrap_or(MLP_LEARNING_RATE),
         weight_decay: options.l2 / 100.0,
         ..Default::default()
     };
     let mut optimizer = AdamW::new(vec![w1.clone(), b1.clone(), w2.clone(), b2.clone()], params)?;
-    let net = |w1: &Var, b1: &Var, w2: &Var, b2: &Var| Net {
-        target,
-        layers: vec![
-            (w1.as_tensor().clone(), b1.as_tensor().clone()),
-            (w2.as_tensor().clone(), b2.as_tensor().clone()),
-        ],
+    let net = |w1: &Var, b1: &Var, w2: &Var, b2: &Var| {
+        Net::dense(
+            target,
+            vec![
+                (w1.as_tensor().clone(), b1.as_tensor().clone()),
+                (w2.as_tensor().clone(), b2.as_tensor().clone()),
+            ],
+        )
     };
     let mut order: Vec<u32> = (0..n as u32).collect();
     for epoch in 0..epochs {
@@ -530,8 +626,11 @@ mod tests {
             &control,
         )
         .unwrap();
-        let w = to_host(&net.layers[0].0).unwrap();
-        let b = to_host(&net.layers[0].1).unwrap();
+        let Body::Dense(layers) = &net.body else {
+            panic!("logistic regression is one dense layer")
+        };
+        let w = to_host(&layers[0].0).unwrap();
+        let b = to_host(&layers[0].1).unwrap();
         assert!(
             (w[0] - 2.0).abs() < 0.1 && (w[1] + 1.0).abs() < 0.1,
             "{w:?}"

@@ -2,11 +2,12 @@
 //! campaign, and how well a model ranks that ([`metrics`]).
 //!
 //! The uplift of a user is `P(convert | treated, x) - P(convert | control, x)`. Four
-//! meta-learners estimate it over a base learner ([`Base`]: logistic regression or a
-//! small perceptron):
+//! meta-learners estimate it over a base learner ([`Base`]: logistic regression, a
+//! small perceptron or gradient-boosted trees):
 //!
 //! - `s`: one model of the outcome on the features, the treatment flag and their
-//!   products; uplift is its prediction treated minus its prediction untreated.
+//!   products (trees get no products: they split on the flag); uplift is its
+//!   prediction treated minus its prediction untreated.
 //! - `t`: one outcome model per group; uplift is their difference.
 //! - `x`: the two `t` models impute each user's effect (a treated user's outcome minus
 //!   the control model's guess, and the reverse); one regression per group learns the
@@ -77,8 +78,8 @@ impl Learner {
     }
 }
 
-/// Everything a training run is told. The default, a T-learner over the perceptron,
-/// ranks the demo campaign's held-out users best of the eight combinations
+/// Everything a training run is told. The default, an S-learner over boosted trees,
+/// ranks the demo campaign's held-out users best of the twelve combinations
 /// (scripts/bench-uplift.sh).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpliftOptions {
@@ -93,8 +94,8 @@ pub struct UpliftOptions {
 impl Default for UpliftOptions {
     fn default() -> Self {
         UpliftOptions {
-            learner: Learner::T,
-            base: Base::Mlp,
+            learner: Learner::S,
+            base: Base::Gbdt,
             train: TrainOptions::default(),
             validation: 0.3,
         }
@@ -173,15 +174,20 @@ fn rows_where(m: &Matrix, keep: impl Fn(usize) -> bool) -> Matrix {
     }
 }
 
-/// The S-learner's inputs: `[x, t, t·x]`.
-fn with_treatment(m: &Matrix, treated: impl Fn(usize) -> bool) -> Matrix {
-    let cols = 2 * m.cols + 1;
+/// The S-learner's inputs: `[x, t, t·x]`, or `[x, t]` for trees, which find the
+/// interactions with `t` themselves.
+fn with_treatment(m: &Matrix, base: Base, treated: impl Fn(usize) -> bool) -> Matrix {
+    let products = base != Base::Gbdt;
+    let cols = if products { 2 * m.cols + 1 } else { m.cols + 1 };
     let mut data = Vec::with_capacity(m.rows * cols);
     for r in 0..m.rows {
         let x = &m.data[r * m.cols..(r + 1) * m.cols];
         let t = treated(r);
         data.extend_from_slice(x);
         data.push(f32::from(u8::from(t)));
+        if !products {
+            continue;
+        }
         if t {
             data.extend_from_slice(x);
         } else {
@@ -333,7 +339,7 @@ impl UpliftModel {
         let y1 = y(&mut group_rows(true))?;
         match options.learner {
             Learner::S => {
-                let xs = with_treatment(x, |r| treated[r]);
+                let xs = with_treatment(x, options.base, |r| treated[r]);
                 let all = y(&mut (0..x.rows))?;
                 nets.insert("mu".into(), train(&xs, &all, None, Target::Binary)?);
             }
@@ -400,8 +406,8 @@ impl UpliftModel {
         let clamp = |v: f64| v.clamp(0.0, 1.0);
         let (p_treated, p_control, uplift) = match self.spec.learner {
             Learner::S => {
-                let p1 = predict("mu", &with_treatment(x, |_| true))?;
-                let p0 = predict("mu", &with_treatment(x, |_| false))?;
+                let p1 = predict("mu", &with_treatment(x, self.spec.base, |_| true))?;
+                let p0 = predict("mu", &with_treatment(x, self.spec.base, |_| false))?;
                 let u = p1.iter().zip(&p0).map(|(a, b)| a - b).collect();
                 (p1, p0, u)
             }
@@ -440,13 +446,14 @@ impl UpliftModel {
     }
 
     /// The weights, for the registry.
-    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>, MlError> {
         let mut names: Vec<&String> = self.nets.keys().collect();
         names.sort();
-        names
-            .into_iter()
-            .flat_map(|name| self.nets[name].tensors(name))
-            .collect()
+        let mut all = Vec::new();
+        for name in names {
+            all.extend(self.nets[name].tensors(name)?);
+        }
+        Ok(all)
     }
 
     /// The model stored as `spec` and `tensors`, with its weights on `device`.

@@ -87,7 +87,7 @@ fn every_learner_ranks_the_persuadable_first() {
         Learner::X,
         Learner::ClassTransformation,
     ] {
-        for base in [Base::Linear, Base::Mlp] {
+        for base in [Base::Linear, Base::Mlp, Base::Gbdt] {
             let (model, evaluation) = train(learner, base, &rows, &t, &y);
             // Held-out Qini well above random (0).
             assert!(
@@ -118,9 +118,15 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn a_stored_model_scores_like_the_trained_one() {
     let (rows, t, y, _) = campaign(3_000, 2);
-    for learner in [Learner::S, Learner::X, Learner::ClassTransformation] {
-        let (model, _) = train(learner, Base::Mlp, &rows, &t, &y);
-        let tensors: HashMap<String, Tensor> = model.tensors().into_iter().collect();
+    for (learner, base) in [
+        (Learner::S, Base::Mlp),
+        (Learner::X, Base::Mlp),
+        (Learner::ClassTransformation, Base::Mlp),
+        (Learner::S, Base::Gbdt),
+        (Learner::X, Base::Gbdt),
+    ] {
+        let (model, _) = train(learner, base, &rows, &t, &y);
+        let tensors: HashMap<String, Tensor> = model.tensors().unwrap().into_iter().collect();
         let spec: UpliftSpec =
             serde_json::from_str(&serde_json::to_string(&model.spec).unwrap()).unwrap();
         let restored = UpliftModel::from_parts(spec, &tensors, &Device::Cpu).unwrap();
@@ -134,13 +140,15 @@ fn a_stored_model_scores_like_the_trained_one() {
 #[test]
 fn training_is_deterministic_for_a_seed() {
     let (rows, t, y, _) = campaign(2_000, 3);
-    let (a, ea) = train(Learner::T, Base::Mlp, &rows, &t, &y);
-    let (b, eb) = train(Learner::T, Base::Mlp, &rows, &t, &y);
-    assert_eq!(ea, eb);
-    assert_eq!(
-        a.predict(&rows, &Device::Cpu).unwrap(),
-        b.predict(&rows, &Device::Cpu).unwrap()
-    );
+    for base in [Base::Mlp, Base::Gbdt] {
+        let (a, ea) = train(Learner::T, base, &rows, &t, &y);
+        let (b, eb) = train(Learner::T, base, &rows, &t, &y);
+        assert_eq!(ea, eb);
+        assert_eq!(
+            a.predict(&rows, &Device::Cpu).unwrap(),
+            b.predict(&rows, &Device::Cpu).unwrap()
+        );
+    }
 }
 
 #[test]

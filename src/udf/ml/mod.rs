@@ -8,7 +8,7 @@
 //! SELECT * FROM uplift_train('coupon_uplift',
 //!   'SELECT treatment, converted, recency_days, frequency, monetary, age, level, city
 //!      FROM campaign',
-//!   'treatment', 'converted', 'learner = t, base = mlp');
+//!   'treatment', 'converted', 'learner = s, base = gbdt');
 //! ```
 //!
 //! Trains on the query's rows ([`crate::ml::uplift`]), holds `validation` of them out,
@@ -21,11 +21,12 @@
 //!
 //! | key | default | meaning |
 //! | --- | --- | --- |
-//! | `learner` | `t` | `s`, `t`, `x` or `ct` (class transformation) |
-//! | `base` | `mlp` | `mlp` (one hidden layer of ReLU units) or `logistic` (Newton's method, exact) |
+//! | `learner` | `s` | `s`, `t`, `x` or `ct` (class transformation) |
+//! | `base` | `gbdt` | `gbdt` (gradient-boosted trees, also `trees`), `mlp` (one hidden layer of ReLU units) or `logistic` (Newton's method, exact) |
 //! | `features` | the other columns | feature columns, separated by spaces |
 //! | `validation` | 0.3 | share of rows held out for the metrics (0: evaluate on the training rows) |
-//! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`) |
+//! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`; trees: on the leaf values) |
+//! | `trees`, `leaves`, `min_leaf`, `learning_rate` | 200, 31, 20, 0.05 | the trees: boosting rounds, leaves per tree, rows per leaf at least, shrinkage |
 //! | `hidden`, `epochs`, `batch_size`, `learning_rate` | 32, automatic (about 3 000 steps in 3 to 20 passes), 1024, 0.01 | the perceptron |
 //! | `seed` | 42 | the validation split and the perceptron's weights and batches (the query's rows are read in one partition, so the same rows in the same tables give the same model) |
 //! | `deploy` | `auto` | `auto`: deploy if it is the first version or its held-out Qini AUC is at least the deployed one's; `always`; `never` |

@@ -41,7 +41,7 @@ struct TrainRequest {
 }
 
 const OPTION_KEYS: &str = "learner, base, features, validation, epochs, hidden, batch_size, \
-                           learning_rate, l2, seed, deploy";
+                           learning_rate, trees, leaves, min_leaf, l2, seed, deploy";
 
 fn parse_options(text: &str) -> Result<TrainRequest, MlError> {
     let mut request = TrainRequest {
@@ -73,17 +73,7 @@ fn parse_options(text: &str) -> Result<TrainRequest, MlError> {
         };
         match key.as_str() {
             "learner" => request.options.learner = Learner::parse(value)?,
-            "base" => {
-                request.options.base = match value.to_ascii_lowercase().as_str() {
-                    "linear" | "logistic" => Base::Linear,
-                    "mlp" => Base::Mlp,
-                    other => {
-                        return Err(MlError::Input(format!(
-                            "unknown base '{other}': expected logistic or mlp"
-                        )));
-                    }
-                }
-            }
+            "base" => request.options.base = Base::parse(value)?,
             "features" => {
                 let names: Vec<String> = value.split_whitespace().map(str::to_string).collect();
                 if names.is_empty() {
@@ -97,7 +87,18 @@ fn parse_options(text: &str) -> Result<TrainRequest, MlError> {
             "epochs" => train.epochs = count("a whole number (0 = automatic)")?,
             "hidden" => train.hidden = count("a positive whole number")?.max(1),
             "batch_size" => train.batch_size = count("a positive whole number")?.max(1),
-            "learning_rate" => train.learning_rate = number("a positive number")?,
+            "learning_rate" => {
+                let rate = number("a positive number")?;
+                if rate == 0.0 {
+                    return Err(MlError::Input(
+                        "option learning_rate must be a positive number, found '0'".into(),
+                    ));
+                }
+                train.learning_rate = Some(rate);
+            }
+            "trees" => train.trees = count("a whole number")?,
+            "leaves" => train.leaves = count("a whole number of at least 2")?,
+            "min_leaf" => train.min_leaf = count("a positive whole number")?.max(1),
             "l2" => train.l2 = number("a number of at least 0")?,
             "seed" => {
                 train.seed = value.parse().map_err(|_| {
@@ -356,14 +357,7 @@ fn train_and_save(
     let candle = device.open().map_err(ml_error)?;
     let (model, evaluation) =
         UpliftModel::train(&campaign, options, &candle, &control).map_err(ml_error)?;
-    let algorithm = format!(
-        "{}/{}",
-        options.learner.name(),
-        match options.base {
-            Base::Linear => "logistic",
-            Base::Mlp => "mlp",
-        }
-    );
+    let algorithm = format!("{}/{}", options.learner.name(), options.base.name());
     let features = model
         .spec
         .transform
@@ -378,12 +372,16 @@ fn train_and_save(
         batch_size,
         learning_rate,
         seed,
+        trees,
+        leaves,
+        min_leaf,
     } = options.train.clone();
     let params = serde_json::json!({
         "treatment": job.treatment, "outcome": job.outcome, "learner": options.learner.name(),
         "base": algorithm.split('/').nth(1), "validation": options.validation, "l2": l2,
         "hidden": hidden, "epochs": epochs, "batch_size": batch_size,
         "learning_rate": learning_rate, "seed": seed, "device": device.to_string(),
+        "trees": trees, "leaves": leaves, "min_leaf": min_leaf,
     });
     let metrics =
         serde_json::to_value(&evaluation).map_err(|e| DataFusionError::Internal(e.to_string()))?;
@@ -398,7 +396,7 @@ fn train_and_save(
             training_rows: evaluation.training_rows,
             spec: serde_json::to_value(&model.spec)
                 .map_err(|e| DataFusionError::Internal(e.to_string()))?,
-            tensors: model.tensors(),
+            tensors: model.tensors().map_err(ml_error)?,
             score: evaluation.qini_auc,
             deploy: job.request.deploy,
         })
