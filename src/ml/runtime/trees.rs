@@ -45,7 +45,7 @@ const LEAF: u32 = u32::MAX;
 /// Rows × trees below which scoring runs on one thread.
 const PARALLEL_WORK: usize = 200_000;
 /// Rows per chunk of a histogram summed on its own (see [`Histogram::build`]).
-const HISTOGRAM_CHUNK_ROWS: usize = 32_768;
+const HISTOGRAM_CHUNK_ROWS: usize = 8_192;
 
 /// Trees as flat node arrays: node `i` is a leaf when `feature[i] == LEAF` (its score
 /// is `value[i]`), else it sends `x[feature[i]] <= threshold[i]` to `left[i]` and the
