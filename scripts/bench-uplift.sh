@@ -112,9 +112,9 @@ echo "best: martdb $best s, scikit-uplift $peer_best s: martdb $("$PY" -c "print
 echo
 echo "## Scoring throughput over SQL"
 echo
-# The demo's T-learner over the perceptron (the default) on the demo campaign, and the
-# big table's logistic T-learner on the big table.
-for pair in "campaign demo_4" "big big"; do
+# On the demo campaign, the S-learner over trees (the default, demo_8) and the T-learner
+# over the perceptron (demo_4); on the big table, its logistic T-learner.
+for pair in "campaign demo_8" "campaign demo_4" "big big"; do
   set -- $pair
   table=$1 model=$2
   rows=$(sql "SELECT count(*) FROM $table")
