@@ -442,13 +442,15 @@ impl NodeArrays {
     }
 }
 
-/// Grows one tree on the current derivatives; adds its scores to `raw`.
+/// Grows one tree on the current derivatives; adds its scores to `raw`. `order` holds
+/// every row in increasing order on entry.
 #[allow(clippy::too_many_arguments)]
 fn grow_tree(
     binned: &Binned,
     grad: &[f64],
     hess: &[f64],
     order: &mut [u32],
+    scratch: &mut Vec<u32>,
     raw: &mut [f64],
     s: &Settings,
     ensemble: &mut TreeEnsemble,
@@ -483,15 +485,21 @@ fn grow_tree(
         };
         let leaf = leaves.swap_remove(pick);
         let Some(split) = leaf.split else { break };
+        // A stable partition: each leaf's rows stay in increasing order, so building
+        // its histogram reads the row-major bins and the derivatives forwards.
         let rows = &mut order[leaf.start..leaf.end];
-        // Stable within each side is not needed: histograms are sums.
         let mut cut = 0;
+        scratch.clear();
         for i in 0..rows.len() {
-            if binned.bin(rows[i] as usize, split.feature) <= split.bin {
-                rows.swap(i, cut);
+            let r = rows[i];
+            if binned.bin(r as usize, split.feature) <= split.bin {
+                rows[cut] = r;
                 cut += 1;
+            } else {
+                scratch.push(r);
             }
         }
+        rows[cut..].copy_from_slice(scratch);
         let middle = leaf.start + cut;
         let (left_rows, right_rows) = (&order[leaf.start..middle], &order[middle..leaf.end]);
         let sum = |rows: &[u32]| {
@@ -630,9 +638,12 @@ pub fn fit_trees(
     let mut raw = vec![f64::from(bias as f32); rows];
     let mut grad = vec![0.0; rows];
     let mut hess = vec![0.0; rows];
-    let mut order: Vec<u32> = (0..rows as u32).collect();
+    let mut order: Vec<u32> = Vec::with_capacity(rows);
+    let mut scratch: Vec<u32> = Vec::with_capacity(rows);
     for tree in 0..options.trees {
         control.check()?;
+        order.clear();
+        order.extend(0..rows as u32);
         for r in 0..rows {
             let w = weight(r);
             let yr = f64::from(y[r]);
@@ -649,6 +660,7 @@ pub fn fit_trees(
             &grad,
             &hess,
             &mut order,
+            &mut scratch,
             &mut raw,
             &settings,
             &mut ensemble,
