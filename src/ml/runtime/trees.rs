@@ -42,6 +42,12 @@ const BIN_SAMPLE_ROWS: usize = 200_000;
 const MIN_LEAF_HESSIAN: f64 = 1e-3;
 /// Marks a leaf in [`TreeEnsemble::feature`].
 const LEAF: u32 = u32::MAX;
+/// Leaves per tree at most.
+pub const MAX_LEAVES: usize = 4096;
+/// Trees at most: a bound on the model's size (about 20 bytes per node).
+pub const MAX_TREES: usize = 100_000;
+/// The histograms of one tree's leaves at most.
+const MAX_HISTOGRAM_BYTES: usize = 2 << 30;
 /// Rows × trees below which scoring runs on one thread.
 const PARALLEL_WORK: usize = 200_000;
 /// Rows per chunk of a histogram summed on its own (see [`Histogram::build`]).
@@ -301,9 +307,10 @@ impl Histogram {
         }
     }
 
-    /// The sums over `rows`. Many rows are summed in fixed chunks, on every core, and
-    /// the chunks' sums added in order: the result does not depend on the number of
-    /// cores or on timing, so a model is the same on any machine.
+    /// The sums over `rows`. Many rows are summed in fixed chunks, a wave of one chunk
+    /// per core at a time, and the chunks' sums added in order: the result does not
+    /// depend on the number of cores or on timing, so a model is the same on any
+    /// machine, and at most one histogram per core is alive besides the total.
     fn build(binned: &Binned, rows: &[u32], grad: &[f64], hess: &[f64]) -> Histogram {
         let mut total = Histogram::empty(binned.inputs);
         let chunks: Vec<&[u32]> = rows.chunks(HISTOGRAM_CHUNK_ROWS).collect();
@@ -314,33 +321,29 @@ impl Histogram {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(chunks.len());
-        let mut sums: Vec<(usize, Histogram)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let chunks = &chunks;
-                    scope.spawn(move || {
-                        (t..chunks.len())
-                            .step_by(threads)
-                            .map(|i| {
-                                let mut h = Histogram::empty(binned.inputs);
-                                h.add_rows(binned, chunks[i], grad, hess);
-                                (i, h)
-                            })
-                            .collect::<Vec<_>>()
+        for wave in chunks.chunks(threads) {
+            let parts: Vec<Histogram> = std::thread::scope(|scope| {
+                let handles: Vec<_> = wave
+                    .iter()
+                    .map(|&part| {
+                        scope.spawn(move || {
+                            let mut h = Histogram::empty(binned.inputs);
+                            h.add_rows(binned, part, grad, hess);
+                            h
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("histogram threads do not panic"))
-                .collect()
-        });
-        sums.sort_by_key(|(i, _)| *i);
-        for (_, part) in &sums {
-            for (a, b) in total.0.iter_mut().zip(&part.0) {
-                a.grad += b.grad;
-                a.hess += b.hess;
-                a.count += b.count;
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("histogram threads do not panic"))
+                    .collect()
+            });
+            for part in &parts {
+                for (a, b) in total.0.iter_mut().zip(&part.0) {
+                    a.grad += b.grad;
+                    a.hess += b.hess;
+                    a.count += b.count;
+                }
             }
         }
         total
@@ -525,6 +528,16 @@ fn grow_tree(
         nodes.right[leaf.node] = (offset + right_node) as u32;
         let left_split = best_split(binned, &left_hist, lg, lh, s);
         let right_split = best_split(binned, &right_hist, rg, rh, s);
+        // A leaf that cannot split needs no histogram.
+        let keep = |h: Histogram, split: &Option<Split>| {
+            if split.is_some() {
+                h
+            } else {
+                Histogram(Vec::new())
+            }
+        };
+        let (left_hist, right_hist) =
+            (keep(left_hist, &left_split), keep(right_hist, &right_split));
         leaves.push(Growing {
             start: leaf.start,
             end: middle,
@@ -596,10 +609,27 @@ pub fn fit_trees(
             x.len()
         )));
     }
-    if options.leaves < 2 {
+    if !(2..=MAX_LEAVES).contains(&options.leaves) {
         return Err(MlError::Input(format!(
-            "leaves must be at least 2, found {}",
+            "leaves must be between 2 and {MAX_LEAVES}, found {}",
             options.leaves
+        )));
+    }
+    if options.trees > MAX_TREES {
+        return Err(MlError::Input(format!(
+            "trees must be at most {MAX_TREES}, found {}",
+            options.trees
+        )));
+    }
+    // Every leaf that may still split keeps a histogram of all inputs.
+    let histogram_bytes = options.leaves * inputs * MAX_BINS * std::mem::size_of::<BinSums>();
+    if histogram_bytes > MAX_HISTOGRAM_BYTES {
+        return Err(MlError::Input(format!(
+            "{} leaves over {inputs} inputs would hold {} MiB of histograms (at most {} \
+             MiB): lower leaves or use fewer features",
+            options.leaves,
+            histogram_bytes >> 20,
+            MAX_HISTOGRAM_BYTES >> 20
         )));
     }
     let learning_rate = options.learning_rate.unwrap_or(TREE_LEARNING_RATE);
@@ -865,6 +895,27 @@ mod tests {
     }
 
     #[test]
+    fn chunked_histograms_equal_one_pass() {
+        // 20,000 rows are three chunks, summed a wave at a time.
+        let (x, _) = steps(20_000);
+        let binned = Binned::new(&x, 20_000, 2);
+        let grad: Vec<f64> = (0..20_000).map(|i| ((i * 31) % 17) as f64 - 8.0).collect();
+        let hess: Vec<f64> = (0..20_000).map(|i| 0.1 + (i % 5) as f64).collect();
+        let rows: Vec<u32> = (0..20_000).filter(|r| r % 3 != 0).collect();
+        let chunked = Histogram::build(&binned, &rows, &grad, &hess);
+        let mut one = Histogram::empty(2);
+        one.add_rows(&binned, &rows, &grad, &hess);
+        for (a, b) in chunked.0.iter().zip(&one.0) {
+            assert_eq!(a.count, b.count);
+            assert!((a.grad - b.grad).abs() < 1e-9 && (a.hess - b.hess).abs() < 1e-9);
+        }
+        assert_eq!(
+            chunked.0.iter().map(|b| b.count as usize).sum::<usize>(),
+            2 * rows.len()
+        );
+    }
+
+    #[test]
     fn a_cancelled_run_stops_and_bad_options_are_errors() {
         let (x, y) = steps(500);
         let cancel = AtomicBool::new(true);
@@ -887,5 +938,14 @@ mod tests {
             ..options(10)
         };
         assert!(quiet(|c| fit_trees(&set(&x, 2, &y, None), Target::Binary, &bad, c)).is_err());
+        // Histograms for 4096 leaves over 100 inputs would take 2.3 GiB.
+        let wide = vec![0.5f32; 10 * 100];
+        let many = TrainOptions {
+            leaves: 4096,
+            ..options(10)
+        };
+        let err = quiet(|c| fit_trees(&set(&wide, 100, &y[..10], None), Target::Binary, &many, c))
+            .unwrap_err();
+        assert!(err.to_string().contains("MiB of histograms"), "{err}");
     }
 }

@@ -26,7 +26,7 @@
 //! | `features` | the other columns | feature columns, separated by spaces |
 //! | `validation` | 0.3 | share of rows held out for the metrics (0: evaluate on the training rows) |
 //! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`; trees: on the leaf values) |
-//! | `trees`, `leaves`, `min_leaf`, `learning_rate` | 200, 31, 20, 0.05 | the trees: boosting rounds, leaves per tree, rows per leaf at least, shrinkage |
+//! | `trees`, `leaves`, `min_leaf`, `learning_rate` | 200, 31, 20, 0.05 | the trees: boosting rounds (at most 100 000), leaves per tree (2 to 4096; their histograms over all inputs must fit in 2 GiB), rows per leaf at least, shrinkage |
 //! | `hidden`, `epochs`, `batch_size`, `learning_rate` | 32, automatic (about 3 000 steps in 3 to 20 passes), 1024, 0.01 | the perceptron |
 //! | `seed` | 42 | the validation split and the perceptron's weights and batches (the query's rows are read in one partition, so the same rows in the same tables give the same model) |
 //! | `deploy` | `auto` | `auto`: deploy if it is the first version or its held-out Qini AUC is at least the deployed one's; `always`; `never` |
