@@ -118,18 +118,19 @@ impl TreeEnsemble {
     /// The ensemble as named tensors under `prefix`, for storing.
     pub fn tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>, MlError> {
         let cpu = Device::Cpu;
-        let u32s = |name: &str, v: &[u32]| -> Result<(String, Tensor), MlError> {
+        fn named<T: candle_core::WithDType>(
+            prefix: &str,
+            name: &str,
+            v: &[T],
+            cpu: &Device,
+        ) -> Result<(String, Tensor), MlError> {
             Ok((
                 format!("{prefix}.trees.{name}"),
-                Tensor::from_slice(v, v.len(), &cpu)?,
+                Tensor::from_slice(v, v.len(), cpu)?,
             ))
-        };
-        let f32s = |name: &str, v: &[f32]| -> Result<(String, Tensor), MlError> {
-            Ok((
-                format!("{prefix}.trees.{name}"),
-                Tensor::from_slice(v, v.len(), &cpu)?,
-            ))
-        };
+        }
+        let u32s = |name: &str, v: &[u32]| named(prefix, name, v, &cpu);
+        let f32s = |name: &str, v: &[f32]| named(prefix, name, v, &cpu);
         Ok(vec![
             f32s("bias", &[self.bias])?,
             u32s("inputs", &[self.inputs as u32])?,
@@ -366,6 +367,9 @@ struct Split {
     feature: usize,
     /// The last bin that goes left.
     bin: usize,
+    /// The left side's gradient and hessian sums (read off the histogram).
+    left_grad: f64,
+    left_hess: f64,
 }
 
 /// A leaf being grown: its rows are `order[start..end]`.
@@ -417,6 +421,8 @@ fn best_split(binned: &Binned, h: &Histogram, grad: f64, hess: f64, s: &Settings
                     gain,
                     feature: f,
                     bin: b,
+                    left_grad: gl,
+                    left_hess: hl,
                 });
             }
         }
@@ -505,12 +511,7 @@ fn grow_tree(
         rows[cut..].copy_from_slice(scratch);
         let middle = leaf.start + cut;
         let (left_rows, right_rows) = (&order[leaf.start..middle], &order[middle..leaf.end]);
-        let sum = |rows: &[u32]| {
-            rows.iter().fold((0.0, 0.0), |(g, h), &r| {
-                (g + grad[r as usize], h + hess[r as usize])
-            })
-        };
-        let (lg, lh) = sum(left_rows);
+        let (lg, lh) = (split.left_grad, split.left_hess);
         let (rg, rh) = (leaf.grad - lg, leaf.hess - lh);
         let (left_hist, right_hist) = if left_rows.len() <= right_rows.len() {
             let small = Histogram::build(binned, left_rows, grad, hess);
