@@ -114,22 +114,103 @@ impl Numbers {
         (self.values.is_valid(row) && !v.is_nan()).then_some(v)
     }
 
-    fn len(&self) -> usize {
-        self.values.len()
+    /// The values that are present, in row order.
+    fn present(&self) -> impl Iterator<Item = f64> + '_ {
+        let all = self.values.values().iter().copied().enumerate();
+        let nulls = self.values.nulls();
+        all.filter(move |&(row, v)| !v.is_nan() && nulls.is_none_or(|n| n.is_valid(row)))
+            .map(|(_, v)| v)
+    }
+
+    /// The count, mean and standard deviation of the present values, in two passes
+    /// (the second sums squared deviations from the mean, which loses no precision to
+    /// a large mean).
+    fn moments(&self) -> (usize, f64, f64) {
+        let (count, sum) = self
+            .present()
+            .fold((0usize, 0f64), |(c, s), v| (c + 1, s + v));
+        if count == 0 {
+            return (0, f64::NAN, f64::NAN);
+        }
+        let mean = sum / count as f64;
+        let squares: f64 = self.present().map(|v| (v - mean) * (v - mean)).sum();
+        (count, mean, (squares / count as f64).sqrt())
     }
 }
 
-fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>, MlError> {
-    let strings = cast(array, &DataType::Utf8).map_err(|e| MlError::Column {
+/// A text column as UTF-8 strings.
+fn text_array(name: &str, array: &ArrayRef) -> Result<ArrayRef, MlError> {
+    cast(array, &DataType::Utf8).map_err(|e| MlError::Column {
         column: name.into(),
         message: format!("cannot be read as text: {e}"),
-    })?;
+    })
+}
+
+/// The training slot of each row's text (`categories.len()` for any other value), or
+/// `None` for NULL.
+fn category_slots(
+    name: &str,
+    array: &ArrayRef,
+    categories: &[String],
+) -> Result<Vec<Option<u32>>, MlError> {
+    let strings = text_array(name, array)?;
+    let index: HashMap<&str, u32> = categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
+    let other = categories.len() as u32;
     Ok(strings
         .as_string::<i32>()
         .iter()
-        .map(|v| v.map(str::to_string))
+        .map(|v| v.map(|v| index.get(v).copied().unwrap_or(other)))
         .collect())
 }
+
+/// One feature's source column, ready to be written into rows.
+enum Source {
+    Numeric {
+        values: Numbers,
+        mean: f64,
+        scale: f64,
+        missing_indicator: bool,
+    },
+    Categorical(Vec<Option<u32>>),
+}
+
+impl Source {
+    /// Writes this feature's inputs into `out` (whole rows of `cols` inputs), at
+    /// `offset` in each row: output row `i` is source row `source(i)`.
+    fn write(&self, out: &mut [f32], cols: usize, offset: usize, source: impl Fn(usize) -> usize) {
+        let rows = out.chunks_exact_mut(cols).enumerate();
+        match self {
+            Source::Numeric {
+                values,
+                mean,
+                scale,
+                missing_indicator,
+            } => {
+                for (i, row) in rows {
+                    match values.get(source(i)) {
+                        Some(v) => row[offset] = ((v - mean) / scale) as f32,
+                        None if *missing_indicator => row[offset + 1] = 1.0,
+                        None => {}
+                    }
+                }
+            }
+            Source::Categorical(slots) => {
+                for (i, row) in rows {
+                    if let Some(slot) = slots[source(i)] {
+                        row[offset + slot as usize] = 1.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows written by one task of [`FeatureTransform::transform`].
+const TRANSFORM_CHUNK_ROWS: usize = 4096;
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlError> {
     batch.column_by_name(name).ok_or_else(|| MlError::Column {
@@ -146,22 +227,13 @@ impl FeatureTransform {
             let array = column(batch, name)?;
             let data_type = array.data_type();
             let kind = if is_numeric(data_type) {
-                let values = Numbers::new(name, array)?;
-                // One pass (Welford): the mean and the sum of squared deviations.
-                let (mut count, mut mean, mut squares) = (0f64, 0f64, 0f64);
-                for v in (0..values.len()).filter_map(|row| values.get(row)) {
-                    count += 1.0;
-                    let delta = v - mean;
-                    mean += delta / count;
-                    squares += delta * (v - mean);
-                }
-                if count == 0.0 {
+                let (count, mean, std) = Numbers::new(name, array)?.moments();
+                if count == 0 {
                     return Err(MlError::Input(format!(
                         "feature column {name} has no value in the training rows (all NULL \
                          or NaN): drop it from the features"
                     )));
                 }
-                let std = (squares / count).sqrt();
                 FeatureKind::Numeric {
                     mean,
                     scale: if std > 0.0 && std.is_finite() {
@@ -169,18 +241,19 @@ impl FeatureTransform {
                     } else {
                         1.0
                     },
-                    missing_indicator: (count as usize) < values.len(),
+                    missing_indicator: count < array.len(),
                 }
             } else if is_text(data_type) {
-                let mut counts: HashMap<String, u64> = HashMap::new();
-                for v in texts(name, array)?.into_iter().flatten() {
+                let strings = text_array(name, array)?;
+                let mut counts: HashMap<&str, u64> = HashMap::new();
+                for v in strings.as_string::<i32>().iter().flatten() {
                     *counts.entry(v).or_default() += 1;
                 }
-                let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
-                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
+                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
                 ranked.truncate(MAX_CATEGORIES);
                 FeatureKind::Categorical {
-                    categories: ranked.into_iter().map(|(v, _)| v).collect(),
+                    categories: ranked.into_iter().map(|(v, _)| v.to_string()).collect(),
                 }
             } else {
                 return Err(MlError::Column {
@@ -206,10 +279,26 @@ impl FeatureTransform {
 
     /// The model inputs of `batch`'s rows; the feature columns are found by name.
     pub fn transform(&self, batch: &RecordBatch) -> Result<Matrix, MlError> {
-        let rows = batch.num_rows();
+        self.transform_rows(batch, None)
+    }
+
+    /// The model inputs of the rows `order` of `batch` (all rows when `None`), in that
+    /// order.
+    pub fn transform_rows(
+        &self,
+        batch: &RecordBatch,
+        order: Option<&[u32]>,
+    ) -> Result<Matrix, MlError> {
+        if let Some(&bad) = order.and_then(|o| o.iter().find(|&&r| r as usize >= batch.num_rows()))
+        {
+            return Err(MlError::Input(format!(
+                "row {bad} of a batch of {} rows",
+                batch.num_rows()
+            )));
+        }
+        let rows = order.map_or(batch.num_rows(), <[u32]>::len);
         let cols = self.width();
-        let mut data = vec![0f32; rows * cols];
-        let mut offset = 0;
+        let mut sources = Vec::with_capacity(self.features.len());
         for feature in &self.features {
             let array = column(batch, &feature.name)?;
             let wrong_type = || MlError::Column {
@@ -220,7 +309,7 @@ impl FeatureTransform {
                     array.data_type()
                 ),
             };
-            match &feature.kind {
+            sources.push(match &feature.kind {
                 FeatureKind::Numeric {
                     mean,
                     scale,
@@ -229,34 +318,60 @@ impl FeatureTransform {
                     if !is_numeric(array.data_type()) {
                         return Err(wrong_type());
                     }
-                    let values = Numbers::new(&feature.name, array)?;
-                    for row in 0..rows {
-                        let at = row * cols + offset;
-                        match values.get(row) {
-                            Some(v) => data[at] = ((v - mean) / scale) as f32,
-                            None if *missing_indicator => data[at + 1] = 1.0,
-                            None => {}
-                        }
+                    Source::Numeric {
+                        values: Numbers::new(&feature.name, array)?,
+                        mean: *mean,
+                        scale: *scale,
+                        missing_indicator: *missing_indicator,
                     }
                 }
                 FeatureKind::Categorical { categories } => {
                     if !is_text(array.data_type()) {
                         return Err(wrong_type());
                     }
-                    let index: HashMap<&str, usize> = categories
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.as_str(), i))
-                        .collect();
-                    for (row, v) in texts(&feature.name, array)?.into_iter().enumerate() {
-                        if let Some(v) = v {
-                            let slot = index.get(v.as_str()).copied().unwrap_or(categories.len());
-                            data[row * cols + offset + slot] = 1.0;
-                        }
-                    }
+                    Source::Categorical(category_slots(&feature.name, array, categories)?)
                 }
+            });
+        }
+        let mut data = vec![0f32; rows * cols];
+        // Row by row within a chunk of rows, so the writes stay in cache; chunks in
+        // parallel (each writes its own rows).
+        let chunk = TRANSFORM_CHUNK_ROWS * cols.max(1);
+        let fill = |first: usize, out: &mut [f32]| {
+            let mut offset = 0;
+            for (feature, source) in self.features.iter().zip(&sources) {
+                let source_row = |i: usize| match order {
+                    Some(order) => order[first + i] as usize,
+                    None => first + i,
+                };
+                source.write(out, cols, offset, source_row);
+                offset += feature.width();
             }
-            offset += feature.width();
+        };
+        let parts: Vec<(usize, &mut [f32])> = data
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, out)| (i * TRANSFORM_CHUNK_ROWS, out))
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if parts.len() <= 1 || threads == 1 || cols == 0 {
+            for (first, out) in parts {
+                fill(first, out);
+            }
+        } else {
+            let per_thread = parts.len().div_ceil(threads);
+            let mut parts = parts;
+            std::thread::scope(|scope| {
+                while !parts.is_empty() {
+                    let mine: Vec<_> = parts.drain(..per_thread.min(parts.len())).collect();
+                    let fill = &fill;
+                    scope.spawn(move || {
+                        for (first, out) in mine {
+                            fill(first, out);
+                        }
+                    });
+                }
+            });
         }
         Ok(Matrix { rows, cols, data })
     }

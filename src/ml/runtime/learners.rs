@@ -1,19 +1,16 @@
-//! The base learners: logistic and linear regression, and a one-hidden-layer perceptron.
+//! The base learners: logistic and linear regression, a one-hidden-layer perceptron,
+//! and gradient-boosted trees.
 //!
-//! - Logistic regression minimises the log loss plus `l2/2 · |w|²` (the intercept is not
-//!   penalised; `l2 = 1` is scikit-learn's default `C = 1`) by Newton's method: each step
-//!   is two matrix products over the rows and a Cholesky solve of the small Hessian, and
-//!   a few steps reach the optimum to float precision. Linear regression (ridge) is the
-//!   same normal equations solved once.
+//! - Logistic regression and ridge ([`super::linear`]): Newton's method on the host in
+//!   f64.
 //! - The perceptron (`hidden` ReLU units) minimises the mean loss with AdamW over
 //!   mini-batches of shuffled rows; its initial weights and every shuffle come from the
-//!   seed, so a seed gives one model.
-//!
+//!   seed, so a seed gives one model. It trains on the session's device.
 //! - Gradient-boosted trees ([`super::trees`]): LightGBM's histogram method, on the
 //!   host.
 //!
-//! Row weights (optional) scale each row's loss. Matrix products run on the tensors'
-//! device; the Newton solve is `(d+1)²` numbers and runs on the host in f64.
+//! Row weights (optional) scale each row's loss. Training rows arrive on the host
+//! ([`TrainingSet`]); only the perceptron copies them to a device.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,7 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::MlError;
-use super::trees::{TrainingSet, TreeEnsemble, fit_trees};
+use super::linear::fit_linear;
+use super::trees::{TreeEnsemble, fit_trees};
 
 /// The model family of a base learner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +143,6 @@ enum Body {
     Trees(TreeEnsemble),
 }
 
-const NEWTON_STEPS: usize = 30;
-/// Relative change of the weights below which Newton's method has converged.
-const NEWTON_TOLERANCE: f64 = 1e-6;
 /// Mini-batch steps the perceptron aims for when `epochs` is 0 ...
 const TARGET_STEPS: usize = 3000;
 /// ... in at most this many passes: more passes over a small campaign learn its noise
@@ -162,19 +157,8 @@ impl Net {
         }
     }
 
-    /// The raw output (before the sigmoid of a binary target).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let layers = match &self.body {
-            Body::Dense(layers) => layers,
-            Body::Trees(trees) => {
-                let (n, d) = x.dims2()?;
-                if d != trees.inputs() {
-                    candle_core::bail!("the trees take {} inputs, found {d}", trees.inputs());
-                }
-                let host = x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-                return Tensor::from_vec(trees.scores(&host, n), (n, 1), x.device());
-            }
-        };
+    /// The dense layers' raw output (before the sigmoid of a binary target).
+    fn forward(layers: &[(Tensor, Tensor)], x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, (w, b)) in layers.iter().enumerate() {
             if i > 0 {
@@ -185,15 +169,58 @@ impl Net {
         Ok(h)
     }
 
-    /// Predictions for the rows of `x` (`n × inputs`, on the net's device): a
-    /// probability for a binary target, else a number.
-    pub fn predict(&self, x: &Tensor) -> Result<Vec<f32>, MlError> {
-        let out = self.forward(x)?;
-        let out = match self.target {
-            Target::Binary => candle_nn::ops::sigmoid(&out)?,
-            Target::Continuous => out,
-        };
-        Ok(out.flatten_all()?.to_vec1::<f32>()?)
+    /// Predictions for the `rows` rows of `x` (row-major): a probability for a binary
+    /// target, else a number. Dense layers compute on their weights' device, trees on
+    /// the host.
+    pub fn predict(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, MlError> {
+        let inputs = x.len().checked_div(rows).unwrap_or(0);
+        match &self.body {
+            // One layer on the host is a dot product a row: copying the rows into a
+            // tensor would cost more than the products.
+            Body::Dense(layers) if layers.len() == 1 && layers[0].0.device().is_cpu() => {
+                let (w, b) = &layers[0];
+                let w = w.flatten_all()?.to_vec1::<f32>()?;
+                let b = b.flatten_all()?.to_vec1::<f32>()?[0];
+                if w.len() != inputs {
+                    return Err(MlError::Input(format!(
+                        "the model takes {} inputs, found {inputs}",
+                        w.len()
+                    )));
+                }
+                let linear = |row: &[f32]| -> f32 {
+                    let z = row.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b;
+                    match self.target {
+                        Target::Binary => 1.0 / (1.0 + (-z).exp()),
+                        Target::Continuous => z,
+                    }
+                };
+                Ok(x.chunks_exact(inputs.max(1)).map(linear).collect())
+            }
+            Body::Dense(layers) => {
+                let x = Tensor::from_slice(x, (rows, inputs), layers[0].0.device())?;
+                let out = Self::forward(layers, &x)?;
+                let out = match self.target {
+                    Target::Binary => candle_nn::ops::sigmoid(&out)?,
+                    Target::Continuous => out,
+                };
+                Ok(out.flatten_all()?.to_vec1::<f32>()?)
+            }
+            Body::Trees(trees) => {
+                if inputs != trees.inputs() {
+                    return Err(MlError::Input(format!(
+                        "the trees take {} inputs, found {inputs}",
+                        trees.inputs()
+                    )));
+                }
+                let mut out = trees.scores(x, rows);
+                if self.target == Target::Binary {
+                    for v in &mut out {
+                        *v = 1.0 / (1.0 + (-*v).exp());
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The weights as named tensors (`<prefix>.<layer>.w` / `.b`, or
@@ -255,224 +282,70 @@ impl Net {
     }
 }
 
-/// Trains a base learner on the rows of `x` (`n × d`, f32) and targets `y` (`n × 1`),
-/// with optional row weights `weights` (`n × 1`).
+/// Training rows on the host: `y.len()` rows of `inputs` values each in `x`
+/// (row-major), their targets, and optional row weights.
+#[derive(Clone, Copy)]
+pub struct TrainingSet<'a> {
+    pub x: &'a [f32],
+    pub inputs: usize,
+    pub y: &'a [f32],
+    pub weights: Option<&'a [f32]>,
+}
+
+impl TrainingSet<'_> {
+    fn check(&self) -> Result<(), MlError> {
+        let rows = self.y.len();
+        if rows == 0 {
+            return Err(MlError::Input("no rows to train on".into()));
+        }
+        if self.x.len() != rows * self.inputs || self.weights.is_some_and(|w| w.len() != rows) {
+            return Err(MlError::Input(format!(
+                "{rows} targets for {} input values of {} inputs",
+                self.x.len(),
+                self.inputs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Trains a base learner on `data`; the perceptron trains on `device`, and the trained
+/// net's dense weights live there.
 pub fn fit(
-    x: &Tensor,
-    y: &Tensor,
-    weights: Option<&Tensor>,
+    data: &TrainingSet,
     base: Base,
     target: Target,
     options: &TrainOptions,
+    device: &Device,
     control: &Control,
 ) -> Result<Net, MlError> {
-    let (n, _) = x.dims2()?;
-    if n == 0 {
-        return Err(MlError::Input("no rows to train on".into()));
-    }
+    data.check()?;
     match base {
-        Base::Linear => fit_linear(x, y, weights, target, options, control),
-        Base::Mlp => fit_mlp(x, y, weights, target, options, control),
-        Base::Gbdt => {
-            let (_, d) = x.dims2()?;
-            let host = |t: &Tensor| -> Result<Vec<f32>, MlError> {
-                Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
-            };
-            let w = weights.map(host).transpose()?;
-            let (x, y) = (host(x)?, host(y)?);
-            let data = TrainingSet {
-                x: &x,
-                inputs: d,
-                y: &y,
-                weights: w.as_deref(),
-            };
-            let trees = fit_trees(&data, target, options, control)?;
-            Ok(Net {
-                target,
-                body: Body::Trees(trees),
-            })
+        Base::Linear => {
+            let w = fit_linear(data, target, options.l2, control)?;
+            let d = data.inputs;
+            let weights: Vec<f32> = w[..d].iter().map(|&v| v as f32).collect();
+            let layer = (
+                Tensor::from_vec(weights, (d, 1), device)?,
+                Tensor::from_vec(vec![w[d] as f32], (1, 1), device)?,
+            );
+            Ok(Net::dense(target, vec![layer]))
         }
-    }
-}
-
-/// `X` with a column of ones appended (the intercept).
-fn with_intercept(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, _) = x.dims2()?;
-    let ones = Tensor::ones((n, 1), DType::F32, x.device())?;
-    Tensor::cat(&[x, &ones], 1)
-}
-
-fn to_host(t: &Tensor) -> candle_core::Result<Vec<f64>> {
-    Ok(t.flatten_all()?
-        .to_vec1::<f32>()?
-        .into_iter()
-        .map(f64::from)
-        .collect())
-}
-
-/// Solves `a · x = b` for a symmetric positive definite `a` (`k × k`, row-major) by
-/// Cholesky; `None` when `a` is not positive definite.
-fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
-    let k = b.len();
-    let mut l = vec![0.0; k * k];
-    for i in 0..k {
-        for j in 0..=i {
-            let mut sum = a[i * k + j];
-            for p in 0..j {
-                sum -= l[i * k + p] * l[j * k + p];
-            }
-            if i == j {
-                if sum <= 0.0 || !sum.is_finite() {
-                    return None;
-                }
-                l[i * k + i] = sum.sqrt();
-            } else {
-                l[i * k + j] = sum / l[j * k + j];
-            }
+        Base::Mlp => {
+            let n = data.y.len();
+            let x = Tensor::from_slice(data.x, (n, data.inputs), device)?;
+            let y = Tensor::from_slice(data.y, (n, 1), device)?;
+            let w = data
+                .weights
+                .map(|w| Tensor::from_slice(w, (n, 1), device))
+                .transpose()?;
+            fit_mlp(&x, &y, w.as_ref(), target, options, control)
         }
-    }
-    let mut z = vec![0.0; k];
-    for i in 0..k {
-        let mut sum = b[i];
-        for p in 0..i {
-            sum -= l[i * k + p] * z[p];
-        }
-        z[i] = sum / l[i * k + i];
-    }
-    let mut x = vec![0.0; k];
-    for i in (0..k).rev() {
-        let mut sum = z[i];
-        for p in i + 1..k {
-            sum -= l[p * k + i] * x[p];
-        }
-        x[i] = sum / l[i * k + i];
-    }
-    Some(x)
-}
-
-fn linear_net(w: &[f64], device: &Device, target: Target) -> candle_core::Result<Net> {
-    let d = w.len() - 1;
-    let weights: Vec<f32> = w[..d].iter().map(|&v| v as f32).collect();
-    let layer = (
-        Tensor::from_vec(weights, (d, 1), device)?,
-        Tensor::from_vec(vec![w[d] as f32], (1, 1), device)?,
-    );
-    Ok(Net::dense(target, vec![layer]))
-}
-
-/// Rows above which Newton's method first runs on an evenly strided sample of about
-/// this many rows: that reaches the neighbourhood of the optimum for a fraction of the
-/// cost, and the steps over every row then converge quadratically from there.
-const WARM_START_ROWS: usize = 50_000;
-
-fn fit_linear(
-    x: &Tensor,
-    y: &Tensor,
-    weights: Option<&Tensor>,
-    target: Target,
-    options: &TrainOptions,
-    control: &Control,
-) -> Result<Net, MlError> {
-    let device = x.device();
-    let (n, d) = x.dims2()?;
-    let mut w = vec![0.0f64; d + 1];
-    if n > 2 * WARM_START_ROWS && target == Target::Binary {
-        let stride = n / WARM_START_ROWS;
-        let rows: Vec<u32> = (0..n).step_by(stride).map(|r| r as u32).collect();
-        let index = Tensor::from_slice(&rows, rows.len(), device)?;
-        let sample_weights = weights.map(|s| s.index_select(&index, 0)).transpose()?;
-        // The penalty is on the summed loss: scaled to the sample's share of the rows.
-        let share = rows.len() as f64 / n as f64;
-        w = newton(
-            &x.index_select(&index, 0)?,
-            &y.index_select(&index, 0)?,
-            sample_weights.as_ref(),
-            w,
-            options.l2 * share,
+        Base::Gbdt => Ok(Net {
             target,
-            control,
-            "warm start",
-        )?;
+            body: Body::Trees(fit_trees(data, target, options, control)?),
+        }),
     }
-    let w = newton(x, y, weights, w, options.l2, target, control, "newton")?;
-    if w.iter().any(|v| !v.is_finite()) {
-        return Err(MlError::Input(
-            "training diverged (a weight is not finite); check the features for extreme values"
-                .into(),
-        ));
-    }
-    Ok(linear_net(&w, device, target)?)
-}
-
-/// Newton's method from `w` for the penalised loss; returns the optimum (to float
-/// precision). A continuous target is solved by one step.
-#[allow(clippy::too_many_arguments)]
-fn newton(
-    x: &Tensor,
-    y: &Tensor,
-    weights: Option<&Tensor>,
-    mut w: Vec<f64>,
-    l2: f64,
-    target: Target,
-    control: &Control,
-    stage: &str,
-) -> Result<Vec<f64>, MlError> {
-    let device = x.device();
-    let x1 = with_intercept(x)?;
-    // A transposed view: the matrix products read it with strides, no copy.
-    let x1t = x1.t()?;
-    let k = w.len();
-    // The penalty on every weight but the intercept; a tiny ridge on the intercept keeps
-    // the Hessian positive definite when a class is absent.
-    let penalty = |i: usize| if i + 1 < k { l2 } else { 1e-9 };
-    let mut previous = f64::INFINITY;
-    for step in 0..NEWTON_STEPS {
-        control.check()?;
-        let wt = Tensor::from_vec(w.iter().map(|&v| v as f32).collect(), (k, 1), device)?;
-        let z = x1.matmul(&wt)?;
-        let (residual, curvature) = match target {
-            Target::Binary => {
-                let p = candle_nn::ops::sigmoid(&z)?;
-                let curvature = p.mul(&p.affine(-1.0, 1.0)?)?;
-                (p.sub(y)?, curvature)
-            }
-            Target::Continuous => (z.sub(y)?, Tensor::ones_like(&z)?),
-        };
-        let (residual, curvature) = match weights {
-            Some(s) => (residual.mul(s)?, curvature.mul(s)?),
-            None => (residual, curvature),
-        };
-        let mut gradient = to_host(&x1t.matmul(&residual)?)?;
-        let mut hessian = to_host(&x1t.matmul(&x1.broadcast_mul(&curvature)?)?)?;
-        for i in 0..k {
-            gradient[i] += penalty(i) * w[i];
-            hessian[i * k + i] += penalty(i);
-        }
-        let delta = cholesky_solve(&hessian, &gradient).ok_or_else(|| {
-            MlError::Input(
-                "the features are degenerate (the normal equations are singular); raise \
-                 l2 or drop a feature"
-                    .into(),
-            )
-        })?;
-        let mut largest = 0f64;
-        for i in 0..k {
-            w[i] -= delta[i];
-            largest = largest.max(delta[i].abs() / (1.0 + w[i].abs()));
-        }
-        (control.progress)(&format!(
-            "{stage} step {}: largest change {largest:.3e}",
-            step + 1
-        ));
-        // Done when the steps are below the tolerance, or stop shrinking: the f32 sums
-        // over the rows have a noise floor that no further step gets under.
-        let stalled = step >= 2 && largest >= previous;
-        if largest < NEWTON_TOLERANCE || stalled || target == Target::Continuous {
-            break;
-        }
-        previous = largest;
-    }
-    Ok(w)
 }
 
 /// Weights drawn uniformly in `±sqrt(6 / (inputs + outputs))` (Glorot).
@@ -531,7 +404,7 @@ fn fit_mlp(
     let b1 = Var::from_tensor(&Tensor::zeros((1, hidden), DType::F32, device)?)?;
     let w2 = glorot(&mut rng, hidden, 1, device)?;
     // Start at the mean target: the first steps then learn structure, not the base rate.
-    let mean = to_host(&y.mean_all()?)?[0];
+    let mean = f64::from(y.mean_all()?.to_scalar::<f32>()?);
     let start = match target {
         Target::Binary => {
             let p = mean.clamp(1e-4, 1.0 - 1e-4);
@@ -546,14 +419,11 @@ fn fit_mlp(
         ..Default::default()
     };
     let mut optimizer = AdamW::new(vec![w1.clone(), b1.clone(), w2.clone(), b2.clone()], params)?;
-    let net = |w1: &Var, b1: &Var, w2: &Var, b2: &Var| {
-        Net::dense(
-            target,
-            vec![
-                (w1.as_tensor().clone(), b1.as_tensor().clone()),
-                (w2.as_tensor().clone(), b2.as_tensor().clone()),
-            ],
-        )
+    let layers = || {
+        vec![
+            (w1.as_tensor().clone(), b1.as_tensor().clone()),
+            (w2.as_tensor().clone(), b2.as_tensor().clone()),
+        ]
     };
     let mut order: Vec<u32> = (0..n as u32).collect();
     for epoch in 0..epochs {
@@ -565,7 +435,7 @@ fn fit_mlp(
             let xb = x.index_select(&index, 0)?;
             let yb = y.index_select(&index, 0)?;
             let wb = weights.map(|w| w.index_select(&index, 0)).transpose()?;
-            let out = net(&w1, &b1, &w2, &b2).forward(&xb)?;
+            let out = Net::forward(&layers(), &xb)?;
             let loss = mlp_loss(&out, &yb, wb.as_ref(), target)?;
             optimizer.backward_step(&loss)?;
             total += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
@@ -578,7 +448,7 @@ fn fit_mlp(
         }
         (control.progress)(&format!("epoch {}/{epochs}: loss {loss:.5}", epoch + 1));
     }
-    Ok(net(&w1, &b1, &w2, &b2))
+    Ok(Net::dense(target, layers()))
 }
 
 #[cfg(test)]
@@ -590,7 +460,7 @@ mod tests {
     }
 
     /// Rows `x ~ U(-2, 2)²` with `P(y) = sigmoid(2·x0 - x1 + 0.5)`.
-    fn data(n: usize) -> (Tensor, Tensor) {
+    fn data(n: usize) -> (Vec<f32>, Vec<f32>) {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut xs = Vec::new();
         let mut ys = Vec::new();
@@ -601,36 +471,37 @@ mod tests {
             xs.extend([a, b]);
             ys.push(f32::from(u8::from(rng.random::<f32>() < p)));
         }
-        (
-            Tensor::from_vec(xs, (n, 2), &Device::Cpu).unwrap(),
-            Tensor::from_vec(ys, (n, 1), &Device::Cpu).unwrap(),
-        )
+        (xs, ys)
     }
 
-    #[test]
-    fn newton_recovers_the_logistic_coefficients() {
-        let (x, y) = data(20_000);
+    fn set<'a>(x: &'a [f32], y: &'a [f32]) -> TrainingSet<'a> {
+        TrainingSet {
+            x,
+            inputs: x.len() / y.len(),
+            y,
+            weights: None,
+        }
+    }
+
+    fn train(data: &TrainingSet, base: Base, target: Target, options: &TrainOptions) -> Net {
         let (cancel, progress) = quiet();
         let control = Control {
             cancel: &cancel,
             progress: &progress,
         };
+        fit(data, base, target, options, &Device::Cpu, &control).unwrap()
+    }
+
+    #[test]
+    fn newton_recovers_the_logistic_coefficients() {
+        let (x, y) = data(20_000);
         let options = TrainOptions::default();
-        let net = fit(
-            &x,
-            &y,
-            None,
-            Base::Linear,
-            Target::Binary,
-            &options,
-            &control,
-        )
-        .unwrap();
+        let net = train(&set(&x, &y), Base::Linear, Target::Binary, &options);
         let Body::Dense(layers) = &net.body else {
             panic!("logistic regression is one dense layer")
         };
-        let w = to_host(&layers[0].0).unwrap();
-        let b = to_host(&layers[0].1).unwrap();
+        let w = layers[0].0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = layers[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(
             (w[0] - 2.0).abs() < 0.1 && (w[1] + 1.0).abs() < 0.1,
             "{w:?}"
@@ -641,30 +512,24 @@ mod tests {
     #[test]
     fn the_perceptron_is_deterministic_for_a_seed_and_learns() {
         let (x, y) = data(4_000);
-        let (cancel, progress) = quiet();
-        let control = Control {
-            cancel: &cancel,
-            progress: &progress,
-        };
         let options = TrainOptions {
             epochs: 5,
             ..Default::default()
         };
-        let a = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap();
-        let b = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap();
-        let pa = a.predict(&x).unwrap();
-        assert_eq!(pa, b.predict(&x).unwrap());
+        let a = train(&set(&x, &y), Base::Mlp, Target::Binary, &options);
+        let b = train(&set(&x, &y), Base::Mlp, Target::Binary, &options);
+        let pa = a.predict(&x, y.len()).unwrap();
+        assert_eq!(pa, b.predict(&x, y.len()).unwrap());
         // Better than the base rate: the mean log loss drops well below ln 2.
-        let ys = to_host(&y).unwrap();
         let loss: f64 = pa
             .iter()
-            .zip(&ys)
+            .zip(&y)
             .map(|(&p, &y)| {
-                let p = f64::from(p).clamp(1e-7, 1.0 - 1e-7);
+                let (p, y) = (f64::from(p).clamp(1e-7, 1.0 - 1e-7), f64::from(y));
                 -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
             })
             .sum::<f64>()
-            / ys.len() as f64;
+            / y.len() as f64;
         assert!(loss < 0.5, "{loss}");
     }
 
@@ -677,36 +542,60 @@ mod tests {
             progress: &|_| {},
         };
         let options = TrainOptions::default();
-        let err = fit(&x, &y, None, Base::Mlp, Target::Binary, &options, &control).unwrap_err();
-        assert!(matches!(err, MlError::Cancelled));
+        for base in [Base::Linear, Base::Mlp, Base::Gbdt] {
+            let err = fit(
+                &set(&x, &y),
+                base,
+                Target::Binary,
+                &options,
+                &Device::Cpu,
+                &control,
+            )
+            .unwrap_err();
+            assert!(matches!(err, MlError::Cancelled), "{base:?}: {err}");
+        }
     }
 
     #[test]
     fn ridge_solves_a_linear_target_exactly() {
-        let x = Tensor::from_vec(vec![0f32, 1.0, 2.0, 3.0], (4, 1), &Device::Cpu).unwrap();
-        let y = Tensor::from_vec(vec![1f32, 3.0, 5.0, 7.0], (4, 1), &Device::Cpu).unwrap();
+        let x = [0f32, 1.0, 2.0, 3.0];
+        let y = [1f32, 3.0, 5.0, 7.0];
+        let options = TrainOptions {
+            l2: 0.0,
+            ..Default::default()
+        };
+        let net = train(&set(&x, &y), Base::Linear, Target::Continuous, &options);
+        let p = net.predict(&x, 4).unwrap();
+        for (p, y) in p.iter().zip(y) {
+            assert!((p - y).abs() < 1e-4, "{p} vs {y}");
+        }
+    }
+
+    #[test]
+    fn mismatched_rows_are_an_error() {
+        let (x, y) = data(10);
         let (cancel, progress) = quiet();
         let control = Control {
             cancel: &cancel,
             progress: &progress,
         };
-        let options = TrainOptions {
-            l2: 0.0,
-            ..Default::default()
+        let options = TrainOptions::default();
+        let short = TrainingSet {
+            x: &x[..5],
+            ..set(&x, &y)
         };
-        let net = fit(
-            &x,
-            &y,
-            None,
+        let err = fit(
+            &short,
             Base::Linear,
-            Target::Continuous,
+            Target::Binary,
             &options,
+            &Device::Cpu,
             &control,
         )
-        .unwrap();
-        let p = net.predict(&x).unwrap();
-        for (p, y) in p.iter().zip([1.0, 3.0, 5.0, 7.0]) {
-            assert!((p - y).abs() < 1e-4, "{p} vs {y}");
-        }
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("10 targets for 5 input values"),
+            "{err}"
+        );
     }
 }

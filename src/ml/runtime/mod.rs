@@ -7,7 +7,7 @@
 //!   missing-value indicators, one-hot categories). It is fitted on the training rows
 //!   and stored with the model, so scoring applies exactly the training-time transform.
 //! - [`Net`] and [`fit`]: the base learners, logistic or linear regression (Newton's
-//!   method, exact), a one-hidden-layer perceptron (AdamW on shuffled mini-batches) and
+//!   method to the optimum, in f64 on the host), a one-hidden-layer perceptron (AdamW on shuffled mini-batches) and
 //!   gradient-boosted trees ([`TreeEnsemble`], LightGBM's histogram method).
 //!   Training is deterministic for a seed, reports progress, and stops when cancelled.
 //! - [`ModelRegistry`]: trained models, durably: every training run is a new version,
@@ -18,13 +18,15 @@
 mod device;
 mod features;
 mod learners;
+mod linear;
 mod registry;
 mod trees;
 
 pub use device::MlDevice;
 pub use features::{Feature, FeatureKind, FeatureTransform, MAX_CATEGORIES, Matrix};
 pub use learners::{
-    Base, Control, MLP_LEARNING_RATE, Net, TREE_LEARNING_RATE, Target, TrainOptions, fit,
+    Base, Control, MLP_LEARNING_RATE, Net, TREE_LEARNING_RATE, Target, TrainOptions, TrainingSet,
+    fit,
 };
 pub use registry::{DeployPolicy, ModelInfo, ModelRegistry, NewModel};
 pub use trees::{MAX_BINS, TreeEnsemble};

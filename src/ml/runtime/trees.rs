@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 
 use super::MlError;
-use super::learners::{Control, TREE_LEARNING_RATE, Target, TrainOptions};
+use super::learners::{Control, TREE_LEARNING_RATE, Target, TrainOptions, TrainingSet};
 
 /// Bins per input at most (a bin number fits a byte).
 pub const MAX_BINS: usize = 256;
@@ -578,16 +578,7 @@ fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }
 
-/// What trees are fitted to: `y.len()` rows of `inputs` values each in `x`
-/// (row-major), with optional row weights.
-pub struct TrainingSet<'a> {
-    pub x: &'a [f32],
-    pub inputs: usize,
-    pub y: &'a [f32],
-    pub weights: Option<&'a [f32]>,
-}
-
-/// Boosts `options.trees` trees on `data`.
+/// Boosts `options.trees` trees on `data` (checked by [`super::learners::fit`]).
 pub fn fit_trees(
     data: &TrainingSet,
     target: Target,
@@ -601,15 +592,6 @@ pub fn fit_trees(
         weights,
     } = *data;
     let rows = y.len();
-    if rows == 0 {
-        return Err(MlError::Input("no rows to train on".into()));
-    }
-    if x.len() != rows * inputs || weights.is_some_and(|w| w.len() != rows) {
-        return Err(MlError::Input(format!(
-            "{rows} targets for {} input values of {inputs} inputs",
-            x.len()
-        )));
-    }
     if !(2..=MAX_LEAVES).contains(&options.leaves) {
         return Err(MlError::Input(format!(
             "leaves must be between 2 and {MAX_LEAVES}, found {}",

@@ -58,10 +58,21 @@ pub enum TopK {
 /// Rows in ranking order: score descending, and among equal scores the later row first
 /// (scikit-uplift reverses a stable ascending sort).
 fn ranked(rows: &[Scored]) -> Vec<Scored> {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    // The index makes every key distinct, so an unstable sort gives the same order.
-    order.sort_unstable_by(|&a, &b| rows[b].score.total_cmp(&rows[a].score).then(b.cmp(&a)));
-    order.into_iter().map(|i| rows[i]).collect()
+    // Integer keys in `total_cmp`'s order (the sign bit flips the rest), inverted for
+    // highest first, then the index, highest first: every key is distinct, so an
+    // unstable sort gives one order, and comparing integers is what makes it fast.
+    let descending = |score: f64| {
+        let bits = score.to_bits();
+        let ordered = bits ^ (((bits as i64 >> 63) as u64) | (1 << 63));
+        !ordered
+    };
+    let mut order: Vec<(u64, u64)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (descending(r.score), !(i as u64)))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, i)| rows[!i as usize]).collect()
 }
 
 /// Rows ranked by a score of a few whole values (the perfect models'), highest first:

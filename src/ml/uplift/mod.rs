@@ -39,7 +39,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::ml::runtime::{
-    Base, Control, FeatureTransform, Matrix, MlError, Net, Target, TrainOptions, fit,
+    Base, Control, FeatureTransform, Matrix, MlError, Net, Target, TrainOptions, TrainingSet, fit,
 };
 pub use metrics::{
     AtKStrategy, Bin, Scored, TopK, qini_auc, uplift_at_k, uplift_auc, uplift_by_bin,
@@ -147,30 +147,39 @@ pub struct Evaluation {
     pub validation_rows: u64,
 }
 
-fn tensor(m: &Matrix, device: &Device) -> Result<Tensor, MlError> {
-    Ok(Tensor::from_slice(&m.data, (m.rows, m.cols), device)?)
+/// Outcomes as 0/1 targets.
+fn outcomes(converted: &[bool]) -> Vec<f32> {
+    converted.iter().map(|&c| f32::from(u8::from(c))).collect()
 }
 
-fn column(values: impl Iterator<Item = f32>, device: &Device) -> Result<Tensor, MlError> {
-    let v: Vec<f32> = values.collect();
-    let n = v.len();
-    Ok(Tensor::from_vec(v, (n, 1), device)?)
+/// Consecutive rows of a [`Matrix`], borrowed.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
 }
 
-/// The rows of `m` where `keep` holds.
-fn rows_where(m: &Matrix, keep: impl Fn(usize) -> bool) -> Matrix {
-    let mut data = Vec::new();
-    let mut rows = 0;
-    for r in 0..m.rows {
-        if keep(r) {
-            data.extend_from_slice(&m.data[r * m.cols..(r + 1) * m.cols]);
-            rows += 1;
-        }
+impl<'a> Block<'a> {
+    /// The first `rows` rows, and the rest.
+    fn split_at(self, rows: usize) -> (Block<'a>, Block<'a>) {
+        let (a, b) = self.data.split_at(rows * self.cols);
+        let block = |data, rows| Block {
+            data,
+            rows,
+            cols: self.cols,
+        };
+        (block(a, rows), block(b, self.rows - rows))
     }
-    Matrix {
-        rows,
-        cols: m.cols,
-        data,
+}
+
+impl Matrix {
+    fn block(&self) -> Block<'_> {
+        Block {
+            data: &self.data,
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 }
 
@@ -238,7 +247,9 @@ impl UpliftModel {
         let (validation, training) = order.split_at(held_out);
         let (mut validation, mut training) = (validation.to_vec(), training.to_vec());
         validation.sort_unstable();
-        training.sort_unstable();
+        // Control users first, then the treated: each group is then one block of rows of
+        // the input matrix, which the per-group learners read without a copy.
+        training.sort_unstable_by_key(|&r| (campaign.treated[r as usize], r));
         if training.is_empty() {
             return Err(MlError::Input("no rows to train on".into()));
         }
@@ -256,11 +267,22 @@ impl UpliftModel {
                 .map_err(|e| MlError::Input(e.to_string()))?;
             Ok((batch, t, y))
         };
-        let (train_rows, t, y) = pick(&training)?;
+        let t: Vec<bool> = training
+            .iter()
+            .map(|&r| campaign.treated[r as usize])
+            .collect();
+        let y: Vec<bool> = training
+            .iter()
+            .map(|&r| campaign.converted[r as usize])
+            .collect();
         check_groups(&t, &y)?;
         let started = std::time::Instant::now();
-        let transform = FeatureTransform::fit(&train_rows, campaign.features)?;
-        let x = transform.transform(&train_rows)?;
+        let transform = if validation.is_empty() {
+            FeatureTransform::fit(campaign.rows, campaign.features)?
+        } else {
+            FeatureTransform::fit(&pick(&training)?.0, campaign.features)?
+        };
+        let x = transform.transform_rows(campaign.rows, Some(&training))?;
         (control.progress)(&format!(
             "{} training rows as {} inputs in {:.3} s",
             x.rows,
@@ -275,10 +297,10 @@ impl UpliftModel {
         ));
         let started = std::time::Instant::now();
         let (scores, et, ey) = if validation.is_empty() {
-            (model.predict_matrix(&x, device)?, t, y)
+            (model.predict_matrix(&x)?, t, y)
         } else {
             let (rows, et, ey) = pick(&validation)?;
-            (model.predict(&rows, device)?, et, ey)
+            (model.predict(&rows)?, et, ey)
         };
         let scored: Vec<Scored> = scores
             .uplift
@@ -307,6 +329,7 @@ impl UpliftModel {
         Ok((model, evaluation))
     }
 
+    /// Fits the learners to `x`'s rows, the control users' first, then the treated.
     fn fit(
         x: &Matrix,
         treated: &[bool],
@@ -317,58 +340,51 @@ impl UpliftModel {
         control: &Control,
     ) -> Result<UpliftModel, MlError> {
         let share = treated.iter().filter(|&&t| t).count() as f64 / treated.len() as f64;
-        let y = |rows: &mut dyn Iterator<Item = usize>| {
-            column(rows.map(|r| f32::from(u8::from(converted[r]))), device)
-        };
-        let group_rows = |g: bool| (0..x.rows).filter(move |&r| treated[r] == g);
-        let train = |m: &Matrix, y: &Tensor, w: Option<&Tensor>, target: Target| {
-            fit(
-                &tensor(m, device)?,
+        let control_rows = treated.iter().take_while(|&&t| !t).count();
+        debug_assert!(treated[control_rows..].iter().all(|&t| t), "grouped rows");
+        let train = |m: Block, y: &[f32], weights: Option<&[f32]>, target: Target| {
+            let data = TrainingSet {
+                x: m.data,
+                inputs: m.cols,
                 y,
-                w,
-                options.base,
-                target,
-                &options.train,
-                control,
-            )
+                weights,
+            };
+            fit(&data, options.base, target, &options.train, device, control)
         };
         let mut nets = HashMap::new();
-        let x0 = rows_where(x, |r| !treated[r]);
-        let x1 = rows_where(x, |r| treated[r]);
-        let y0 = y(&mut group_rows(false))?;
-        let y1 = y(&mut group_rows(true))?;
+        let (x0, x1) = x.block().split_at(control_rows);
+        let y0 = outcomes(&converted[..control_rows]);
+        let y1 = outcomes(&converted[control_rows..]);
         match options.learner {
             Learner::S => {
                 let xs = with_treatment(x, options.base, |r| treated[r]);
-                let all = y(&mut (0..x.rows))?;
-                nets.insert("mu".into(), train(&xs, &all, None, Target::Binary)?);
+                let all = outcomes(converted);
+                nets.insert("mu".into(), train(xs.block(), &all, None, Target::Binary)?);
             }
             Learner::T | Learner::X => {
-                let mu0 = train(&x0, &y0, None, Target::Binary)?;
-                let mu1 = train(&x1, &y1, None, Target::Binary)?;
+                let mu0 = train(x0, &y0, None, Target::Binary)?;
+                let mu1 = train(x1, &y1, None, Target::Binary)?;
                 if options.learner == Learner::X {
                     // Imputed effects: treated outcome minus the control model's guess,
                     // and the treated model's guess minus the control outcome.
-                    let d1 = y1.sub(&tensor_predict(&mu0, &x1, device)?)?;
-                    let d0 = tensor_predict(&mu1, &x0, device)?.sub(&y0)?;
-                    nets.insert("tau1".into(), train(&x1, &d1, None, Target::Continuous)?);
-                    nets.insert("tau0".into(), train(&x0, &d0, None, Target::Continuous)?);
+                    let guess0 = mu0.predict(x1.data, x1.rows)?;
+                    let d1: Vec<f32> = y1.iter().zip(&guess0).map(|(y, p)| y - p).collect();
+                    let guess1 = mu1.predict(x0.data, x0.rows)?;
+                    let d0: Vec<f32> = guess1.iter().zip(&y0).map(|(p, y)| p - y).collect();
+                    nets.insert("tau1".into(), train(x1, &d1, None, Target::Continuous)?);
+                    nets.insert("tau0".into(), train(x0, &d0, None, Target::Continuous)?);
                 }
                 nets.insert("mu0".into(), mu0);
                 nets.insert("mu1".into(), mu1);
             }
             Learner::ClassTransformation => {
-                let z = column(
-                    (0..x.rows).map(|r| f32::from(u8::from(converted[r] == treated[r]))),
-                    device,
-                )?;
-                let (wt, wc) = (0.5 / share, 0.5 / (1.0 - share));
-                let w = column(
-                    (0..x.rows).map(|r| if treated[r] { wt as f32 } else { wc as f32 }),
-                    device,
-                )?;
-                nets.insert("ct".into(), train(x, &z, Some(&w), Target::Binary)?);
-                nets.insert("mu0".into(), train(&x0, &y0, None, Target::Binary)?);
+                let z: Vec<f32> = (0..x.rows)
+                    .map(|r| f32::from(u8::from(converted[r] == treated[r])))
+                    .collect();
+                let (wt, wc) = ((0.5 / share) as f32, (0.5 / (1.0 - share)) as f32);
+                let w: Vec<f32> = treated.iter().map(|&t| if t { wt } else { wc }).collect();
+                nets.insert("ct".into(), train(x.block(), &z, Some(&w), Target::Binary)?);
+                nets.insert("mu0".into(), train(x0, &y0, None, Target::Binary)?);
             }
         }
         Ok(UpliftModel {
@@ -388,19 +404,20 @@ impl UpliftModel {
             .ok_or_else(|| MlError::Store(format!("the model has no learner '{name}'")))
     }
 
-    /// Scores the rows of `batch` (the feature columns found by name).
-    pub fn predict(&self, batch: &RecordBatch, device: &Device) -> Result<Scores, MlError> {
-        self.predict_matrix(&self.spec.transform.transform(batch)?, device)
+    /// Scores the rows of `batch` (the feature columns found by name), on the device the
+    /// model was trained or loaded on.
+    pub fn predict(&self, batch: &RecordBatch) -> Result<Scores, MlError> {
+        self.predict_matrix(&self.spec.transform.transform(batch)?)
     }
 
     /// Scores rows already transformed.
-    fn predict_matrix(&self, x: &Matrix, device: &Device) -> Result<Scores, MlError> {
+    fn predict_matrix(&self, x: &Matrix) -> Result<Scores, MlError> {
         let n = x.rows;
         if n == 0 {
             return Ok(Scores::default());
         }
         let predict = |name: &str, m: &Matrix| -> Result<Vec<f64>, MlError> {
-            let p = self.net(name)?.predict(&tensor(m, device)?)?;
+            let p = self.net(name)?.predict(&m.data, m.rows)?;
             Ok(p.into_iter().map(f64::from).collect())
         };
         let clamp = |v: f64| v.clamp(0.0, 1.0);
@@ -480,10 +497,6 @@ impl UpliftModel {
         }
         Ok(UpliftModel { spec, nets })
     }
-}
-
-fn tensor_predict(net: &Net, m: &Matrix, device: &Device) -> Result<Tensor, MlError> {
-    column(net.predict(&tensor(m, device)?)?.into_iter(), device)
 }
 
 #[cfg(test)]

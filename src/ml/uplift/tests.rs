@@ -95,7 +95,7 @@ fn every_learner_ranks_the_persuadable_first() {
                 "{learner:?}/{base:?}: {evaluation:?}"
             );
             // Scores correlate with the true effect.
-            let scores = model.predict(&rows, &Device::Cpu).unwrap();
+            let scores = model.predict(&rows).unwrap();
             let corr = correlation(&scores.uplift, &truth);
             assert!(corr > 0.5, "{learner:?}/{base:?}: correlation {corr}");
             for i in 0..scores.uplift.len() {
@@ -131,8 +131,8 @@ fn a_stored_model_scores_like_the_trained_one() {
             serde_json::from_str(&serde_json::to_string(&model.spec).unwrap()).unwrap();
         let restored = UpliftModel::from_parts(spec, &tensors, &Device::Cpu).unwrap();
         assert_eq!(
-            model.predict(&rows, &Device::Cpu).unwrap(),
-            restored.predict(&rows, &Device::Cpu).unwrap()
+            model.predict(&rows).unwrap(),
+            restored.predict(&rows).unwrap()
         );
     }
 }
@@ -144,10 +144,7 @@ fn training_is_deterministic_for_a_seed() {
         let (a, ea) = train(Learner::T, base, &rows, &t, &y);
         let (b, eb) = train(Learner::T, base, &rows, &t, &y);
         assert_eq!(ea, eb);
-        assert_eq!(
-            a.predict(&rows, &Device::Cpu).unwrap(),
-            b.predict(&rows, &Device::Cpu).unwrap()
-        );
+        assert_eq!(a.predict(&rows).unwrap(), b.predict(&rows).unwrap());
     }
 }
 

@@ -187,12 +187,11 @@ impl TableProvider for PredictTable {
         let body: QueryFunctionBody = Arc::new(move |rows, context| {
             let device = session_device(context.session_config().options())?;
             let model = load(&registry, &loaded, &info, device).map_err(ml_error)?;
-            let candle = device.open().map_err(ml_error)?;
             let output = output.clone();
             Ok(rows
                 .map(move |batch| {
                     let batch = batch?;
-                    let scores = model.predict(&batch, &candle).map_err(ml_error)?;
+                    let scores = model.predict(&batch).map_err(ml_error)?;
                     let mut columns = batch.columns().to_vec();
                     for values in [scores.p_treated, scores.p_control, scores.uplift] {
                         columns.push(Arc::new(Float64Array::from(values)));

@@ -146,9 +146,7 @@ impl ScalarUDFImpl for UpliftScore {
         let batch = RecordBatch::try_new(Arc::new(schema), arrays)?;
         let device = session_device(&args.config_options)?;
         let model = load(&self.registry, &self.loaded, &info, device).map_err(ml_error)?;
-        let scores = model
-            .predict(&batch, &device.open().map_err(ml_error)?)
-            .map_err(ml_error)?;
+        let scores = model.predict(&batch).map_err(ml_error)?;
         let array = Float64Array::from(scores.uplift);
         finish(Arc::new(array), &args.args)
     }
