@@ -222,54 +222,80 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlErro
 impl FeatureTransform {
     /// Fits the transform of the columns `names` of `batch`.
     pub fn fit(batch: &RecordBatch, names: &[String]) -> Result<Self, MlError> {
-        let mut features = Vec::with_capacity(names.len());
-        for name in names {
-            let array = column(batch, name)?;
-            let data_type = array.data_type();
-            let kind = if is_numeric(data_type) {
-                let (count, mean, std) = Numbers::new(name, array)?.moments();
-                if count == 0 {
-                    return Err(MlError::Input(format!(
-                        "feature column {name} has no value in the training rows (all NULL \
-                         or NaN): drop it from the features"
-                    )));
-                }
-                FeatureKind::Numeric {
-                    mean,
-                    scale: if std > 0.0 && std.is_finite() {
-                        std
-                    } else {
-                        1.0
-                    },
-                    missing_indicator: count < array.len(),
-                }
-            } else if is_text(data_type) {
-                let strings = text_array(name, array)?;
-                let mut counts: HashMap<&str, u64> = HashMap::new();
-                for v in strings.as_string::<i32>().iter().flatten() {
-                    *counts.entry(v).or_default() += 1;
-                }
-                let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
-                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-                ranked.truncate(MAX_CATEGORIES);
-                FeatureKind::Categorical {
-                    categories: ranked.into_iter().map(|(v, _)| v.to_string()).collect(),
-                }
-            } else {
-                return Err(MlError::Column {
-                    column: name.clone(),
-                    message: format!(
-                        "of type {data_type} cannot be a feature: cast it to a number or a \
-                         text in the query"
-                    ),
-                });
-            };
-            features.push(Feature {
-                name: name.clone(),
-                kind,
-            });
-        }
+        // Columns on every core; the first column in order that fails is the error.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = names.len().div_ceil(threads).max(1);
+        let kinds: Vec<Result<FeatureKind, MlError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|name| Self::fit_column(batch, name))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("feature threads do not panic"))
+                .collect()
+        });
+        let features = names
+            .iter()
+            .zip(kinds)
+            .map(|(name, kind)| {
+                Ok(Feature {
+                    name: name.clone(),
+                    kind: kind?,
+                })
+            })
+            .collect::<Result<_, MlError>>()?;
         Ok(FeatureTransform { features })
+    }
+
+    /// How column `name` of `batch` becomes inputs.
+    fn fit_column(batch: &RecordBatch, name: &str) -> Result<FeatureKind, MlError> {
+        let array = column(batch, name)?;
+        let data_type = array.data_type();
+        Ok(if is_numeric(data_type) {
+            let (count, mean, std) = Numbers::new(name, array)?.moments();
+            if count == 0 {
+                return Err(MlError::Input(format!(
+                    "feature column {name} has no value in the training rows (all NULL \
+                     or NaN): drop it from the features"
+                )));
+            }
+            FeatureKind::Numeric {
+                mean,
+                scale: if std > 0.0 && std.is_finite() {
+                    std
+                } else {
+                    1.0
+                },
+                missing_indicator: count < array.len(),
+            }
+        } else if is_text(data_type) {
+            let strings = text_array(name, array)?;
+            let mut counts: HashMap<&str, u64> = HashMap::new();
+            for v in strings.as_string::<i32>().iter().flatten() {
+                *counts.entry(v).or_default() += 1;
+            }
+            let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            ranked.truncate(MAX_CATEGORIES);
+            FeatureKind::Categorical {
+                categories: ranked.into_iter().map(|(v, _)| v.to_string()).collect(),
+            }
+        } else {
+            return Err(MlError::Column {
+                column: name.into(),
+                message: format!(
+                    "of type {data_type} cannot be a feature: cast it to a number or a \
+                     text in the query"
+                ),
+            });
+        })
     }
 
     /// The number of model inputs.

@@ -22,7 +22,7 @@
 //! | key | default | meaning |
 //! | --- | --- | --- |
 //! | `learner` | `s` | `s`, `t`, `x` or `ct` (class transformation) |
-//! | `base` | `gbdt` | `gbdt` (gradient-boosted trees, also `trees`), `mlp` (one hidden layer of ReLU units) or `logistic` (Newton's method, exact) |
+//! | `base` | `gbdt` | `gbdt` (gradient-boosted trees, also `trees`), `mlp` (one hidden layer of ReLU units) or `logistic` (Newton's method to the optimum, in f64 on the host) |
 //! | `features` | the other columns | feature columns, separated by spaces |
 //! | `validation` | 0.3 | share of rows held out for the metrics (0: evaluate on the training rows) |
 //! | `l2` | 1 | L2 penalty (logistic: scikit-learn's `1/C`; trees: on the leaf values) |
