@@ -13,7 +13,7 @@
 #    included, loading not). martdb's training (features and fits, from its log) is the
 #    like-for-like figure; uplift_train's own seconds (plus evaluating every row and
 #    saving) and the whole `martdb sql` process (start-up and Parquet scan too) are
-#    reported beside it. Best of 3 each.
+#    reported beside it. Best of 5 each.
 # 3. Scoring throughput: uplift_predict over SQL on the demo campaign and the big table.
 #
 # Usage: scripts/bench-uplift.sh [--rows N] [--users N] [--train-rows N] [--threads N]
@@ -90,7 +90,7 @@ compare synthetic "$SYNTHETIC_FEATURES"
 compare demo "$DEMO_FEATURES"
 
 echo
-echo "## Training time, $TRAIN_ROWS rows x 20 features (best of 3)"
+echo "## Training time, $TRAIN_ROWS rows x 20 features (best of 5)"
 echo
 ALL=$("$PY" -c "import math; print(math.ceil($TRAIN_ROWS / 0.99))")
 "$PY" $PEER make-data --rows "$ALL" --features 20 --seed 7 --out "$WORK/big" --test-share 0.01 >/dev/null
@@ -98,7 +98,7 @@ mv "$WORK/big/train.parquet" "$DB/big.parquet"
 # uplift_train logs how long the features and the fits took; their sum is the
 # like-for-like figure for the peer's fit (StandardScaler and two LogisticRegression fits).
 best="" best_training="" best_inner=""
-for run in 1 2 3; do
+for run in 1 2 3 4 5; do
   start=$(now)
   inner=$(MARTDB_LOG=martdb::ml=info "$BIN" sql --data "$DB" --format csv "SELECT round(seconds, 3) FROM uplift_train('big', 'SELECT treatment, converted, $SYNTHETIC_FEATURES FROM big', 'treatment', 'converted', 'learner = t, base = logistic, validation = 0')" 2>"$WORK/train.log" | tail -n +2)
   wall=$("$PY" -c "print(round($(now) - $start, 3))")
@@ -114,7 +114,7 @@ print(round(features + fits, 3))')
   best_training=$("$PY" -c "print(min(float(x) for x in '$best_training $training'.split()))")
 done
 peer_best=""
-for run in 1 2 3; do
+for run in 1 2 3 4 5; do
   s=$("$PY" $PEER time-fit --train "$DB/big.parquet" --method sklift_two_models_lr 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["fit_seconds"])')
   echo "scikit-uplift run $run: $s s (fit: scaling and two fits)"
   peer_best=$("$PY" -c "print(min(float(x) for x in '$peer_best $s'.split()))")

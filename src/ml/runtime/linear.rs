@@ -38,6 +38,8 @@ const TOLERANCE: f64 = 1e-6;
 /// The sums of one pass at weights `w`: the gradient of the summed loss, and its
 /// Hessian (`k × k`, row-major, lower triangle filled) when asked for.
 struct Sums {
+    /// The loss, the penalty not included.
+    loss: f64,
     gradient: Vec<f64>,
     hessian: Option<Vec<f64>>,
 }
@@ -45,12 +47,14 @@ struct Sums {
 impl Sums {
     fn empty(k: usize, with_hessian: bool) -> Sums {
         Sums {
+            loss: 0.0,
             gradient: vec![0.0; k],
             hessian: with_hessian.then(|| vec![0.0; k * k]),
         }
     }
 
     fn add(&mut self, other: &Sums) {
+        self.loss += other.loss;
         for (a, b) in self.gradient.iter_mut().zip(&other.gradient) {
             *a += b;
         }
@@ -225,18 +229,22 @@ fn sums(data: &TrainingSet, w: &[f64], target: Target, with_hessian: bool) -> Su
             let x = &data.x[r * d..(r + 1) * d];
             let z = dot(x, weights) + intercept;
             let y = f64::from(data.y[r]);
-            let (mut residual, mut curvature) = match target {
+            let (mut loss, mut residual, mut curvature) = match target {
                 Target::Binary => {
                     let p = sigmoid(z);
-                    (p - y, p * (1.0 - p))
+                    // log(1 + e^z) - y·z without overflow.
+                    let soft = z.max(0.0) + (-z.abs()).exp().ln_1p();
+                    (soft - y * z, p - y, p * (1.0 - p))
                 }
-                Target::Continuous => (z - y, 1.0),
+                Target::Continuous => ((z - y) * (z - y) / 2.0, z - y, 1.0),
             };
             if let Some(weights) = data.weights {
                 let weight = f64::from(weights[r]);
+                loss *= weight;
                 residual *= weight;
                 curvature *= weight;
             }
+            s.loss += loss;
             for (g, &a) in s.gradient.iter_mut().zip(x) {
                 *g += residual * f64::from(a);
             }
@@ -327,9 +335,38 @@ fn newton(
     let k = w.len();
     let mut computed = None;
     let mut previous = f64::INFINITY;
+    // The last weights whose step was taken: their penalised loss and step. A step that
+    // raises the loss is retried at half the length (Newton far from the optimum of
+    // nearly collinear inputs can otherwise overshoot back and forth forever).
+    let mut accepted: Option<(Vec<f64>, f64, Vec<f64>)> = None;
+    let mut length = 1.0;
     for step in 0..MAX_STEPS {
         control.check()?;
         let s = sums(data, &w, target, fixed.is_none());
+        let loss = s.loss
+            + (0..k)
+                .map(|i| penalty(i, k, l2) * w[i] * w[i] / 2.0)
+                .sum::<f64>();
+        if let Some((start, start_loss, delta)) = &accepted
+            && loss > *start_loss
+        {
+            length /= 2.0;
+            if length < 1e-3 {
+                w = start.clone();
+                break;
+            }
+            w = start
+                .iter()
+                .zip(delta)
+                .map(|(w, d)| w - length * d)
+                .collect();
+            (control.progress)(&format!(
+                "{stage} step {}: the loss rose, retried at {length} of the step",
+                step + 1
+            ));
+            continue;
+        }
+        length = 1.0;
         let exact = s.hessian.is_some();
         if exact {
             computed = s.hessian;
@@ -345,6 +382,7 @@ fn newton(
             hessian[i * k + i] += penalty(i, k, l2);
         }
         let delta = cholesky_solve(&hessian, &gradient).ok_or_else(degenerate)?;
+        accepted = Some((w.clone(), loss, delta.clone()));
         let mut largest = 0f64;
         for i in 0..k {
             w[i] -= delta[i];
@@ -365,12 +403,7 @@ fn newton(
         if largest < tolerance || target == Target::Continuous {
             break;
         }
-        if exact {
-            // Exact steps that stop shrinking have reached the sums' rounding.
-            if step >= 2 && largest >= previous {
-                break;
-            }
-        } else if step > 0 && largest > previous / 2.0 {
+        if !exact && previous.is_finite() && largest > previous / 2.0 {
             fixed = None;
         }
         previous = largest;
