@@ -169,45 +169,27 @@ impl HessianBlock {
         for i in 0..k {
             let scaled = &self.scaled[i * HESSIAN_BLOCK..][..n];
             for j in 0..=i {
-                hessian[i * k + j] += dot64(scaled, &self.columns[j * HESSIAN_BLOCK..][..n]);
+                hessian[i * k + j] += dot(scaled, &self.columns[j * HESSIAN_BLOCK..][..n]);
             }
         }
         self.rows = 0;
     }
 }
 
-/// `a · b` over four running sums.
-fn dot64(a: &[f64], b: &[f64]) -> f64 {
-    let mut sums = [0.0f64; 4];
-    let (xs, ys) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = xs
-        .remainder()
-        .iter()
-        .zip(ys.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (x, y) in xs.zip(ys) {
-        for j in 0..4 {
-            sums[j] += x[j] * y[j];
-        }
-    }
-    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
-}
-
-/// `x · w` in f64, over four running sums: one chain of dependent additions would
-/// make the sum, not the memory, the bottleneck of a pass.
-fn dot(x: &[f32], w: &[f64]) -> f64 {
+/// `x · w` in f64 (`x` in f32 or f64), over four running sums: one chain of dependent
+/// additions would make the sum, not the memory, the bottleneck of a pass.
+fn dot<T: Copy + Into<f64>>(x: &[T], w: &[f64]) -> f64 {
     let mut sums = [0.0f64; 4];
     let (xs, ws) = (x.chunks_exact(4), w.chunks_exact(4));
     let tail: f64 = xs
         .remainder()
         .iter()
         .zip(ws.remainder())
-        .map(|(&a, b)| f64::from(a) * b)
+        .map(|(&a, b)| a.into() * b)
         .sum();
     for (x, w) in xs.zip(ws) {
         for j in 0..4 {
-            sums[j] += f64::from(x[j]) * w[j];
+            sums[j] += x[j].into() * w[j];
         }
     }
     (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
