@@ -283,7 +283,8 @@ impl ManagedTable {
 const ROWS_PER_PARTITION: usize = 256 * 1024;
 
 /// A scan of decoded batches, split over at most `partitions` for parallel operators
-/// above it.
+/// above it. Each partition is a contiguous run of batches, so reading the partitions
+/// one after the other gives the table's own order.
 fn memory_scan(
     batches: &[RecordBatch],
     schema: SchemaRef,
@@ -295,9 +296,13 @@ fn memory_scan(
     let partitions = partitions
         .min(rows.div_ceil(ROWS_PER_PARTITION))
         .clamp(1, batches.len().max(1));
-    let mut split = vec![Vec::new(); partitions];
-    for (i, batch) in batches.iter().enumerate() {
-        split[i % partitions].push(batch.clone());
+    let per_partition = batches.len().div_ceil(partitions).max(1);
+    let mut split: Vec<Vec<RecordBatch>> = batches
+        .chunks(per_partition)
+        .map(<[RecordBatch]>::to_vec)
+        .collect();
+    if split.is_empty() {
+        split.push(Vec::new());
     }
     let source =
         MemorySourceConfig::try_new(&split, schema, projection.cloned())?.with_limit(limit);

@@ -21,8 +21,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 
 /// The value of a constant argument; `bad` makes the function's own input error.
 pub(crate) fn constant(
@@ -172,9 +172,18 @@ pub(crate) type QueryFunctionBody = Arc<
 
 /// The execution node of a table function over a query: runs the query (its only
 /// child), hands the rows to the function's body and projects what comes out.
+///
+/// By default the query is a child like any other: the engine's optimizer may spread it
+/// over every core, and its rows arrive in whatever order its partitions produce them.
+/// A function whose result depends on the order of its rows (training: the validation
+/// split, the batches, the order of floating-point sums) asks for
+/// [`in_query_order`](Self::in_query_order) instead: the query keeps the plan it was
+/// given (the optimizer does not see it, so it cannot drop the query's `ORDER BY` or
+/// interleave its partitions) and its partitions are read one after the other.
 pub(crate) struct QueryFunctionExec {
     name: &'static str,
     input: Arc<dyn ExecutionPlan>,
+    in_query_order: bool,
     body: QueryFunctionBody,
     projection: Option<Vec<usize>>,
     projected: SchemaRef,
@@ -193,12 +202,33 @@ impl QueryFunctionExec {
         Ok(QueryFunctionExec {
             name,
             input,
+            in_query_order: false,
             body,
             projection: projection.cloned(),
             projected,
             properties,
         })
     }
+
+    /// Hands the body the query's rows in the order the query's own plan gives them, on
+    /// every run: see the type's docs.
+    pub(crate) fn in_query_order(mut self) -> Self {
+        self.in_query_order = true;
+        self
+    }
+}
+
+/// Every partition of `plan`, one after the other.
+fn partitions_in_order(
+    plan: Arc<dyn ExecutionPlan>,
+    context: Arc<TaskContext>,
+) -> SendableRecordBatchStream {
+    let schema = plan.schema();
+    let partitions = plan.properties().partitioning.partition_count();
+    let rows = futures::stream::iter(0..partitions)
+        .map(move |partition| plan.execute(partition, context.clone()))
+        .try_flatten();
+    Box::pin(RecordBatchStreamAdapter::new(schema, rows))
 }
 
 impl std::fmt::Debug for QueryFunctionExec {
@@ -209,7 +239,11 @@ impl std::fmt::Debug for QueryFunctionExec {
 
 impl DisplayAs for QueryFunctionExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{}Exec", self.name)
+        write!(f, "{}Exec", self.name)?;
+        if self.in_query_order {
+            write!(f, ": in query order, input={}", self.input.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +264,9 @@ impl ExecutionPlan for QueryFunctionExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        if self.in_query_order {
+            return vec![];
+        }
         vec![&self.input]
     }
 
@@ -237,8 +274,12 @@ impl ExecutionPlan for QueryFunctionExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.in_query_order {
+            return Ok(self);
+        }
         Ok(Arc::new(QueryFunctionExec {
             name: self.name,
+            in_query_order: false,
             input: children.into_iter().next().ok_or_else(|| {
                 datafusion::error::DataFusionError::Internal(
                     "QueryFunctionExec has one child, given none".into(),
@@ -262,7 +303,11 @@ impl ExecutionPlan for QueryFunctionExec {
                 self.name
             )));
         }
-        let input = execute_stream(self.input.clone(), context.clone())?;
+        let input = if self.in_query_order {
+            partitions_in_order(self.input.clone(), context.clone())
+        } else {
+            execute_stream(self.input.clone(), context.clone())?
+        };
         let output = (self.body)(input, context)?;
         let projection = self.projection.clone();
         let projected = output.map(move |batch| match (&projection, batch) {

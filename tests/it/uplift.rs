@@ -160,3 +160,56 @@ async fn a_timed_out_training_stops_and_stores_nothing() {
         .unwrap();
     assert_eq!(crate::rows(&versions), [["0"]]);
 }
+
+/// Training reads its rows in the order its query gives them, so the seeded
+/// validation split takes the same users on every run: a query's `ORDER BY` decides the
+/// order whatever the storage order (the engine's optimizer once dropped it), and an
+/// unsorted query over a table of several files trains the same model every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_reads_rows_in_the_query_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
+    engine.sql(CAMPAIGN).await.unwrap();
+    // The same rows in two files, the second half first.
+    engine
+        .sql("CREATE TABLE halves AS SELECT * FROM campaign WHERE user_id > 3000")
+        .await
+        .unwrap();
+    engine
+        .sql("INSERT INTO halves SELECT * FROM campaign WHERE user_id <= 3000")
+        .await
+        .unwrap();
+    let train = async |model: &str, query: &str| {
+        let sql = format!(
+            "SELECT qini_auc FROM uplift_train('{model}', '{query}', 'treatment', 'converted', \
+             'base = logistic, validation = 0.3, seed = 7')"
+        );
+        let qini = crate::rows(&engine.sql(&sql).await.unwrap());
+        let sql = format!(
+            "SELECT sum(uplift * user_id), sum(p_control * user_id) \
+             FROM uplift_predict('{model}', 'SELECT * FROM campaign')"
+        );
+        (qini, crate::rows(&engine.sql(&sql).await.unwrap()))
+    };
+    let columns = "SELECT treatment, converted, a, b, region";
+    let ascending = train(
+        "ascending",
+        &format!("{columns} FROM campaign ORDER BY user_id"),
+    )
+    .await;
+    let halves = train("halves", &format!("{columns} FROM halves ORDER BY user_id")).await;
+    let descending = train(
+        "descending",
+        &format!("{columns} FROM campaign ORDER BY user_id DESC"),
+    )
+    .await;
+    assert_eq!(halves, ascending);
+    assert_ne!(descending, ascending);
+
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let model = format!("unsorted_{run}");
+        runs.push(train(&model, &format!("{columns} FROM halves")).await);
+    }
+    assert!(runs.iter().all(|run| *run == runs[0]), "{runs:?}");
+}

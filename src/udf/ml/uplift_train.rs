@@ -254,9 +254,9 @@ impl TableProvider for TrainTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // One partition: the rows arrive in the same order on every run, so a seed
-        // gives the same split, batches and model (a parallel scan interleaves files
-        // and row groups differently each time).
+        // The rows arrive in the same order on every run (the query's plan on one
+        // partition where it can, partitions read in turn where a table has several, its
+        // ORDER BY kept), so a seed gives the same split, batches, sums and model.
         let mut ordered = crate::udf::query::session_state(state, NAME)?.clone();
         ordered
             .config_mut()
@@ -286,13 +286,10 @@ impl TableProvider for TrainTable {
             };
             Ok(futures::stream::once(run).boxed())
         });
-        Ok(Arc::new(QueryFunctionExec::new(
-            NAME,
-            input,
-            &output_schema(),
-            projection,
-            body,
-        )?))
+        Ok(Arc::new(
+            QueryFunctionExec::new(NAME, input, &output_schema(), projection, body)?
+                .in_query_order(),
+        ))
     }
 }
 
