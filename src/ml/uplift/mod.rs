@@ -22,8 +22,10 @@
 //! `p_treated`: for `s` and `t` their treated prediction (so `uplift = p_treated -
 //! p_control` exactly), for `x` and `ct` `p_control + uplift`, clamped to [0, 1].
 //!
-//! Invariants: training is deterministic for a seed (the validation split, the
-//! perceptron's initial weights and batches); the feature transform is fitted on the
+//! Invariants: training is deterministic for a seed and the order of the rows (the
+//! validation split, the perceptron's initial weights and batches; every sum runs over
+//! fixed chunks in a fixed order, so the number of cores does not matter either); the
+//! SQL function hands the rows over in its query's order. The feature transform is fitted on the
 //! training rows only and stored with the model ([`UpliftSpec`]).
 
 pub mod metrics;
