@@ -26,6 +26,7 @@ use crate::bitmap::dictionary::IdDictionary;
 use crate::catalog::{
     CATALOG_NAME, Catalog, CatalogError, DEFAULT_SCHEMA, SYSTEM_SCHEMA, TableCache,
 };
+use crate::cluster::Cluster;
 use crate::coupons::Coupons;
 use crate::identity::IdentityGraph;
 use crate::ml::runtime::ModelRegistry;
@@ -62,6 +63,9 @@ pub struct EngineOptions {
     pub state_dir: Option<PathBuf>,
     /// Keys for `hash_id` and column masking rules (see [`crate::privacy`]).
     pub privacy: PrivacyOptions,
+    /// A Ballista scheduler (`df://host:port`) to run queries on: the reads that can run
+    /// there do (see [`crate::cluster`]), everything else runs here. Default: none.
+    pub ballista: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +77,7 @@ impl Default for EngineOptions {
             create_if_missing: true,
             state_dir: None,
             privacy: PrivacyOptions::default(),
+            ballista: None,
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Engine {
     identity: IdentityGraph,
     rules: Rules,
     models: ModelRegistry,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// What `pg_roles` lists (psql's `\du`, drivers' role lookups): login roles as (name,
@@ -144,6 +150,10 @@ impl Engine {
 
     /// Opens the database at `location` with explicit options.
     pub async fn open_with(location: impl AsRef<str>, options: EngineOptions) -> Result<Engine> {
+        let cluster = match &options.ballista {
+            Some(url) => Some(Arc::new(Cluster::connect(url).await?)),
+            None => None,
+        };
         let storage = Arc::new(Storage::open(
             location.as_ref(),
             &StorageOptions {
@@ -283,6 +293,7 @@ impl Engine {
             identity,
             rules,
             models,
+            cluster,
         })
     }
 
@@ -341,6 +352,7 @@ impl Engine {
             identity: self.identity.clone(),
             rules: self.rules.clone(),
             models: self.models.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -540,6 +552,11 @@ impl Engine {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        if let Some(cluster) = &self.cluster
+            && let Some(shipped) = cluster.prepare(&plan)?
+        {
+            return Ok(cluster.run(shipped).await?);
+        }
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let task = Arc::new(frame.task_ctx());
         let physical = frame.create_physical_plan().await?;

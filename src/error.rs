@@ -36,6 +36,9 @@ pub enum Error {
     /// Privacy settings (hash keys, masking rules) that cannot be used.
     #[error(transparent)]
     Privacy(#[from] crate::privacy::PrivacyError),
+    /// The Ballista cluster could not be reached or used.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The statement is valid SQL that martdb does not support.
     #[error("{0}")]
     Unsupported(String),
@@ -77,6 +80,11 @@ impl Error {
             Error::Session(e) => e.sqlstate(),
             Error::Coupons(e) => e.sqlstate(),
             Error::Unsupported(_) => "0A000",
+            Error::Cluster(e) => match e {
+                crate::cluster::ClusterError::BadAddress { .. } => "22023",
+                // connection_failure
+                _ => "08006",
+            },
             Error::Privacy(e) => e.sqlstate(),
         }
     }

@@ -36,6 +36,7 @@ pub(crate) const LOCK_POISONED: &str =
 
 pub mod bitmap;
 pub mod catalog;
+pub mod cluster;
 pub mod coupons;
 pub mod demo;
 mod engine;

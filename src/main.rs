@@ -70,6 +70,10 @@ enum Command {
         /// (default: an eighth of the memory limit, at most 2G).
         #[arg(long, value_parser = parse_bytes)]
         table_cache: Option<usize>,
+        /// Run the queries that can run there on this Ballista scheduler, e.g.
+        /// df://127.0.0.1:50050 (see `martdb scheduler` and `martdb executor`).
+        #[arg(long)]
+        ballista: Option<String>,
     },
     /// Run SQL: a statement argument, a script file (-f) or standard input.
     Sql {
@@ -88,8 +92,34 @@ enum Command {
         /// Memory limit for all queries together, e.g. 4G or 512M (default: half of RAM).
         #[arg(long, value_parser = parse_bytes)]
         memory_limit: Option<usize>,
+        /// Run the queries that can run there on this Ballista scheduler, e.g.
+        /// df://127.0.0.1:50050.
+        #[arg(long)]
+        ballista: Option<String>,
         /// The SQL to run.
         statement: Option<String>,
+    },
+    /// Run a Ballista scheduler for martdb executors (scale-out; see README).
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run a Ballista executor with martdb's functions (scale-out; see README).
+    Executor {
+        /// The scheduler's address.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: std::net::SocketAddr,
+        /// Address to serve results on (Arrow Flight); clients and other executors
+        /// connect to it.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// Tasks run at once [default: one per core].
+        #[arg(long, default_value_t = 0)]
+        cores: usize,
+        /// Directory for shuffle and result files.
+        #[arg(long)]
+        work_dir: PathBuf,
     },
     /// Make a password verifier for a `[[users]]` entry of the server configuration.
     /// Reads the password from standard input.
@@ -235,6 +265,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             demo,
             memory_limit,
             table_cache,
+            ballista,
         } => {
             let config = match &config {
                 Some(path) => martdb::server::config::Config::load(path)
@@ -283,6 +314,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 memory_limit,
                 table_cache,
                 privacy,
+                ballista,
                 ..Default::default()
             };
             let engine = Engine::open_with(&data, options).await?;
@@ -391,6 +423,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             format,
             output,
             memory_limit,
+            ballista,
             statement,
         } => {
             let script =
@@ -404,6 +437,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let options = EngineOptions {
                 memory_limit,
                 create_if_missing: false,
+                ballista,
                 ..Default::default()
             };
             let engine = Engine::open_with(&data, options).await?;
@@ -477,6 +511,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::Other(format!("cannot write {}: {e}", output.display())))?;
             eprintln!("wrote {}", output.display());
             Ok(())
+        }
+        Command::Scheduler { listen } => {
+            eprintln!("martdb scheduler listening on {listen}");
+            martdb::cluster::run_scheduler(listen)
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))
+        }
+        Command::Executor {
+            scheduler,
+            listen,
+            cores,
+            work_dir,
+        } => {
+            eprintln!("martdb executor on {listen}, working for the scheduler at {scheduler}");
+            let options = martdb::cluster::ExecutorOptions {
+                scheduler,
+                listen,
+                cores,
+                work_dir,
+            };
+            martdb::cluster::run_executor(options)
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))
         }
         Command::Demo { data, users, seed } => {
             let engine = Engine::open(&data).await?;

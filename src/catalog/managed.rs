@@ -144,6 +144,23 @@ impl ManagedTable {
         }
     }
 
+    /// URIs of the Parquet files of the version readers see now (what another engine
+    /// must read).
+    pub fn file_uris(&self) -> DFResult<Vec<String>> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(DataFusionError::Plan(format!(
+                "table '{}' was dropped after this statement was prepared",
+                self.name
+            )));
+        }
+        let current = self.current.read().expect(crate::LOCK_POISONED);
+        let uris = current
+            .table
+            .get_file_uris()
+            .map_err(|e| DataFusionError::External(Box::new(delta_err(&self.name, e))))?;
+        Ok(uris.collect())
+    }
+
     /// Serves scans of this table from `cache` when it is small enough.
     pub(crate) fn with_cache(mut self, cache: Arc<TableCache>) -> Self {
         let id = cache.register();
@@ -214,16 +231,6 @@ impl ManagedTable {
     /// The committed Delta version readers currently see.
     pub fn version(&self) -> i64 {
         self.current.read().expect(crate::LOCK_POISONED).version
-    }
-
-    /// URIs of the Parquet files of the current version (what another engine must read).
-    pub fn file_uris(&self) -> Vec<String> {
-        let current = self.current.read().expect(crate::LOCK_POISONED);
-        current
-            .table
-            .get_file_uris()
-            .map(|uris| uris.collect())
-            .unwrap_or_default()
     }
 
     fn provider(&self) -> Arc<dyn TableProvider> {

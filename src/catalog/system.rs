@@ -130,10 +130,14 @@ impl SystemTable {
                         };
                         locations.append_option(location);
                         versions.append_option(managed.map(|m| m.version()));
-                        file_counts.append_option(managed.map(|m| m.file_uris().len() as i64));
+                        file_counts.append_option(
+                            managed
+                                .and_then(|m| m.file_uris().ok())
+                                .map(|f| f.len() as i64),
+                        );
                     }
                     Kind::TableFiles => {
-                        for uri in managed.map(|m| m.file_uris()).unwrap_or_default() {
+                        for uri in managed.and_then(|m| m.file_uris().ok()).unwrap_or_default() {
                             schemas.append_value(&name.schema);
                             names.append_value(&name.table);
                             paths.append_value(uri);

@@ -6,6 +6,7 @@ mod backup;
 mod bitmap_differential;
 mod catalog;
 mod cli;
+mod cluster;
 mod coupons;
 mod crash;
 mod differential;
