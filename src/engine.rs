@@ -468,7 +468,10 @@ impl Engine {
     ) -> Result<SendableRecordBatchStream> {
         let state = self.ctx.state();
         match plan {
-            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(mut create)) => {
+                if let Some(input) = self.ship_input(&create.input)? {
+                    create.input = Arc::new(input);
+                }
                 let rows = self.catalog.create_table(&state, &create).await?;
                 Ok(count_stream(rows))
             }
@@ -535,6 +538,10 @@ impl Engine {
                 input,
                 ..
             }) => {
+                let input = match self.ship_input(&input)? {
+                    Some(shipped) => shipped,
+                    None => (*input).clone(),
+                };
                 let rows = self.catalog.insert(&state, &table_name, op, &input).await?;
                 Ok(count_stream(rows))
             }
@@ -548,6 +555,14 @@ impl Engine {
                 )))
             }
             other => self.run_plan(other).await,
+        }
+    }
+
+    /// The input of a write, read from the cluster when it can run there.
+    fn ship_input(&self, input: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+        match &self.cluster {
+            Some(cluster) => Ok(cluster.ship_input(input)?),
+            None => Ok(None),
         }
     }
 

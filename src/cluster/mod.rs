@@ -9,8 +9,10 @@
 //! Invariants:
 //! - **Only reads ship, and only whole queries.** A plan goes to the cluster when every
 //!   node is a read (projection, filter, aggregate, join, sort, window, union, limit,
-//!   values, subquery), every table it scans is a managed table, and every function it
-//!   calls is a DataFusion built-in or one of martdb's stateless functions ([`functions`]).
+//!   values, subquery), it scans at least one table and every table it scans is a managed
+//!   table, and every function it calls is a DataFusion built-in or one of martdb's
+//!   stateless functions ([`functions`]). The query of a write (`CREATE TABLE … AS`,
+//!   `INSERT … SELECT`) ships by the same rule, and the coordinator commits its rows.
 //!   Anything else runs on the coordinator, whole: writes and DDL, system tables, table
 //!   functions (`uplift_predict`, `forecast`, ...) and every function over state the
 //!   coordinator keeps (coupon reservation, `dense_id`, identity, the model registry,
@@ -40,18 +42,26 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::datasource::{empty::EmptyTable, listing::ListingTableUrl};
 use datafusion::datasource::{file_format::parquet::ParquetFormat, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::expr::WindowFunctionDefinition;
-use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{
+    AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, WindowUDF,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
 
 use crate::catalog::ManagedTable;
 
@@ -223,9 +233,12 @@ impl Cluster {
 
     fn can_ship(&self, plan: &LogicalPlan) -> DFResult<bool> {
         let mut shippable = true;
+        // A plan that reads no table (`SELECT 1`, `INSERT … VALUES`) is not worth a job.
+        let mut scans = false;
         plan.apply_with_subqueries(|node| {
             let read = match node {
                 LogicalPlan::TableScan(scan) => {
+                    scans = true;
                     datafusion::datasource::source_as_provider(&scan.source)?
                         .downcast_ref::<ManagedTable>()
                         .is_some()
@@ -262,7 +275,26 @@ impl Cluster {
                 })
             })
         })?;
-        Ok(shippable)
+        Ok(shippable && scans)
+    }
+
+    /// The input of a write (`CREATE TABLE … AS`, `INSERT … SELECT`) as a plan whose rows
+    /// come from the cluster, or `None` when the input must run on the coordinator. The
+    /// write itself (the Delta commit) stays on the coordinator.
+    pub fn ship_input(self: &Arc<Self>, input: &LogicalPlan) -> DFResult<Option<LogicalPlan>> {
+        let Some(shipped) = self.prepare(input)? else {
+            return Ok(None);
+        };
+        let rows = Arc::new(ClusterRows {
+            schema: Arc::new(input.schema().as_arrow().clone()),
+            cluster: self.clone(),
+            plan: shipped,
+        });
+        let table = StreamingTable::try_new(rows.schema.clone(), vec![rows])?;
+        let plan =
+            LogicalPlanBuilder::scan("cluster_rows", provider_as_source(Arc::new(table)), None)?
+                .build()?;
+        Ok(Some(plan))
     }
 
     /// Runs a plan made by [`prepare`](Self::prepare) on the cluster.
@@ -272,6 +304,33 @@ impl Cluster {
             .await?
             .execute_stream()
             .await
+    }
+}
+
+/// The rows of a shipped plan, read from the cluster when the write runs.
+struct ClusterRows {
+    schema: SchemaRef,
+    cluster: Arc<Cluster>,
+    plan: LogicalPlan,
+}
+
+impl std::fmt::Debug for ClusterRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRows")
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+impl PartitionStream for ClusterRows {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (cluster, plan) = (self.cluster.clone(), self.plan.clone());
+        let rows = futures::stream::once(async move { cluster.run(plan).await }).try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), rows))
     }
 }
 
