@@ -14,18 +14,29 @@
 //!   stateless functions ([`functions`]). The query of a write (`CREATE TABLE … AS`,
 //!   `INSERT … SELECT`) ships by the same rule, and the coordinator commits its rows.
 //!   Anything else runs on the coordinator, whole: writes and DDL, system tables, table
-//!   functions (`uplift_predict`, `forecast`, ...) and every function over state the
-//!   coordinator keeps (coupon reservation, `dense_id`, identity, the model registry,
+//!   functions (`forecast`, `attribution`, ...) and every function over state the
+//!   coordinator keeps (coupon reservation, `dense_id`, identity, `model_deploy`,
 //!   `hash_id`'s keys). So a function that changes durable state never runs on an
 //!   executor, and a query never fails for being sent.
+//! - **Model scoring ships frozen.** A call of `uplift_score`, and an `uplift_predict`
+//!   whose query can ship, read the registry only on the coordinator: the version the
+//!   call would score with is copied into the plan ([`FrozenUpliftScore`]: its metadata
+//!   and weights), and the [`codec`] carries it to the scheduler and the executors,
+//!   which score without a registry. A call the coordinator cannot freeze (an unknown
+//!   model, features that do not fit) runs there and fails with its own error.
 //! - **A managed table ships as the files of the version the coordinator sees.** Its scan
 //!   becomes a listing of that Delta version's Parquet files, so the scheduler and the
 //!   executors read exactly that snapshot (never a later commit, never the Delta log),
 //!   and they must see the files at the same paths: one machine, a shared mount, or an
 //!   object store.
 //! - **The same functions everywhere.** The coordinator's client, the scheduler and every
-//!   executor register [`functions`]; plans name them and each side resolves the name.
+//!   executor register [`functions`] and use the same [`codec`]s; plans name the
+//!   functions and each side resolves the name, except frozen ones, which carry their
+//!   state.
 
+mod codec;
+
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,14 +60,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::datasource::{empty::EmptyTable, listing::ListingTableUrl};
 use datafusion::datasource::{file_format::parquet::ParquetFormat, provider_as_source};
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::expr::WindowFunctionDefinition;
+use datafusion::logical_expr::expr::{ScalarFunction, WindowFunctionDefinition};
 use datafusion::logical_expr::{
-    AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, WindowUDF,
+    AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, TableScan, WindowUDF,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -64,6 +75,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 
 use crate::catalog::ManagedTable;
+use crate::udf::ml::{FrozenUpliftScore, frozen_uplift_predict};
+use codec::{LogicalCodec, PhysicalCodec};
 
 /// What can go wrong reaching or running a cluster.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +178,9 @@ impl Cluster {
                     // Ballista 55's adaptive planner fails some plans (a sort over an
                     // exchange, as in a UNION ALL under ORDER BY) in its sanity check
                     // and never finishes the job; the static planner runs them.
-                    .with_ballista_adaptive_query_planner(false),
+                    .with_ballista_adaptive_query_planner(false)
+                    .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+                    .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default())),
             )
             .build();
         let context = SessionContext::remote_with_state(url, state)
@@ -206,76 +221,82 @@ impl Cluster {
     }
 
     /// `plan` made ready to ship (its managed tables turned into listings of their
-    /// files), or `None` when it must run on the coordinator (see the module docs).
+    /// files, its calls of functions over coordinator state frozen), or `None` when it
+    /// must run on the coordinator (see the module docs).
     pub fn prepare(&self, plan: &LogicalPlan) -> DFResult<Option<LogicalPlan>> {
-        if !self.can_ship(plan)? {
-            return Ok(None);
-        }
+        let shippable = Cell::new(true);
+        // A plan that reads no table (`SELECT 1`, `INSERT … VALUES`) is not worth a job.
+        let scans = Cell::new(false);
+        let stop = |node: LogicalPlan| {
+            shippable.set(false);
+            Ok(Transformed::new(node, false, TreeNodeRecursion::Stop))
+        };
         let shipped = plan
             .clone()
-            .transform_up_with_subqueries(|node| match node {
-                LogicalPlan::TableScan(mut scan) => {
-                    let provider = datafusion::datasource::source_as_provider(&scan.source)?;
-                    let Some(managed) = provider.downcast_ref::<ManagedTable>() else {
-                        return Err(DataFusionError::Internal(format!(
-                            "table '{}' is not a managed table",
-                            scan.table_name
-                        )));
-                    };
-                    scan.source = provider_as_source(snapshot_listing(managed)?);
-                    Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            .transform_up_with_subqueries(|node| {
+                let node = match node {
+                    LogicalPlan::TableScan(mut scan) => {
+                        scans.set(true);
+                        let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+                        if let Some(managed) = provider.downcast_ref::<ManagedTable>() {
+                            scan.source = provider_as_source(snapshot_listing(managed)?);
+                            LogicalPlan::TableScan(scan)
+                        } else if let Some(scoring) = frozen_uplift_predict(provider.as_ref()) {
+                            // `uplift_predict`: its query with the model carried along,
+                            // shipped when the query itself can be.
+                            match self.prepare(&scan_of(&scan, scoring?)?)? {
+                                Some(plan) => return Ok(Transformed::yes(plan)),
+                                None => return stop(LogicalPlan::TableScan(scan)),
+                            }
+                        } else {
+                            return stop(LogicalPlan::TableScan(scan));
+                        }
+                    }
+                    LogicalPlan::Projection(_)
+                    | LogicalPlan::Filter(_)
+                    | LogicalPlan::Window(_)
+                    | LogicalPlan::Aggregate(_)
+                    | LogicalPlan::Sort(_)
+                    | LogicalPlan::Join(_)
+                    | LogicalPlan::Repartition(_)
+                    | LogicalPlan::Union(_)
+                    | LogicalPlan::Subquery(_)
+                    | LogicalPlan::SubqueryAlias(_)
+                    | LogicalPlan::Limit(_)
+                    | LogicalPlan::Values(_)
+                    | LogicalPlan::Distinct(_)
+                    | LogicalPlan::Unnest(_) => node,
+                    other => return stop(other),
+                };
+                let node = node.map_expressions(|expr| {
+                    expr.transform_up(|e| {
+                        let Some(name) = function_name(&e) else {
+                            return Ok(Transformed::no(e));
+                        };
+                        if self.shippable.contains(name)
+                            || matches!(&e, Expr::ScalarFunction(call) if FrozenUpliftScore::is(&call.func))
+                        {
+                            return Ok(Transformed::no(e));
+                        }
+                        if let Expr::ScalarFunction(call) = &e
+                            && let Some(frozen) = FrozenUpliftScore::freeze(&call.func, &call.args)
+                        {
+                            return Ok(Transformed::yes(Expr::ScalarFunction(
+                                ScalarFunction::new_udf(Arc::new(frozen), call.args.clone()),
+                            )));
+                        }
+                        shippable.set(false);
+                        Ok(Transformed::new(e, false, TreeNodeRecursion::Stop))
+                    })
+                })?;
+                if shippable.get() {
+                    Ok(Transformed::new(node.data, true, node.tnr))
+                } else {
+                    stop(node.data)
                 }
-                other => Ok(Transformed::no(other)),
             })?
             .data;
-        Ok(Some(shipped))
-    }
-
-    fn can_ship(&self, plan: &LogicalPlan) -> DFResult<bool> {
-        let mut shippable = true;
-        // A plan that reads no table (`SELECT 1`, `INSERT … VALUES`) is not worth a job.
-        let mut scans = false;
-        plan.apply_with_subqueries(|node| {
-            let read = match node {
-                LogicalPlan::TableScan(scan) => {
-                    scans = true;
-                    datafusion::datasource::source_as_provider(&scan.source)?
-                        .downcast_ref::<ManagedTable>()
-                        .is_some()
-                }
-                LogicalPlan::Projection(_)
-                | LogicalPlan::Filter(_)
-                | LogicalPlan::Window(_)
-                | LogicalPlan::Aggregate(_)
-                | LogicalPlan::Sort(_)
-                | LogicalPlan::Join(_)
-                | LogicalPlan::Repartition(_)
-                | LogicalPlan::Union(_)
-                | LogicalPlan::Subquery(_)
-                | LogicalPlan::SubqueryAlias(_)
-                | LogicalPlan::Limit(_)
-                | LogicalPlan::Values(_)
-                | LogicalPlan::Distinct(_)
-                | LogicalPlan::Unnest(_) => true,
-                _ => false,
-            };
-            if !read {
-                shippable = false;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            node.apply_expressions(|expr| {
-                expr.apply(|e| {
-                    if let Some(name) = function_name(e)
-                        && !self.shippable.contains(name)
-                    {
-                        shippable = false;
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
-                    Ok(TreeNodeRecursion::Continue)
-                })
-            })
-        })?;
-        Ok(shippable && scans)
+        Ok((shippable.get() && scans.get()).then_some(shipped))
     }
 
     /// The input of a write (`CREATE TABLE … AS`, `INSERT … SELECT`) as a plan whose rows
@@ -334,6 +355,23 @@ impl PartitionStream for ClusterRows {
     }
 }
 
+/// `rows` (a plan with the columns of `scan`'s table, in order) read as `scan` reads its
+/// table: under its name, with its projection, filters and limit.
+fn scan_of(scan: &TableScan, rows: LogicalPlan) -> DFResult<LogicalPlan> {
+    let mut plan = LogicalPlanBuilder::from(rows).alias(scan.table_name.clone())?;
+    let columns = plan.schema().columns();
+    if let Some(predicate) = scan.filters.iter().cloned().reduce(Expr::and) {
+        plan = plan.filter(predicate)?;
+    }
+    if let Some(projection) = &scan.projection {
+        plan = plan.project(projection.iter().map(|&i| Expr::Column(columns[i].clone())))?;
+    }
+    if let Some(fetch) = scan.fetch {
+        plan = plan.limit(0, Some(fetch))?;
+    }
+    plan.build()
+}
+
 fn names(name: &str, aliases: &[String]) -> impl Iterator<Item = String> {
     std::iter::once(name.to_string()).chain(aliases.iter().cloned())
 }
@@ -378,6 +416,8 @@ pub async fn run_scheduler(listen: SocketAddr) -> Result<(), ClusterError> {
         .with_scheduler_policy(TaskSchedulingPolicy::PullStaged)
         .with_override_config_producer(Arc::new(SessionConfig::new_with_ballista))
         .with_override_session_builder(Arc::new(cluster_state));
+    config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
     config.bind_host = listen.ip().to_string();
     let stopped = |e: ballista_core::error::BallistaError| ClusterError::Stopped {
         role: "scheduler",
@@ -427,6 +467,8 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), ClusterError> 
         work_dir: Some(options.work_dir.to_string_lossy().into_owned()),
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_config_producer: Some(Arc::new(SessionConfig::new_with_ballista)),
+        override_logical_codec: Some(Arc::new(LogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         ..Default::default()
     };
     start_executor_process(Arc::new(config))

@@ -4,6 +4,7 @@
 //! state (model scoring, dense ids, writes) stay on the coordinator and still work; an
 //! unreachable scheduler is a clear error.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,18 +75,31 @@ impl LocalCluster {
     }
 
     /// The jobs each executor has run tasks of (Ballista keeps a directory per job).
-    fn jobs(&self) -> Vec<usize> {
+    fn jobs(&self) -> Vec<HashSet<String>> {
         self.work_dirs
             .iter()
             .map(|dir| {
-                std::fs::read_dir(dir).map_or(0, |entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .filter(|e| !e.file_name().to_string_lossy().starts_with("datafusion-"))
-                        .count()
-                })
+                std::fs::read_dir(dir).map_or_else(
+                    |_| HashSet::new(),
+                    |entries| {
+                        entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|name| !name.starts_with("datafusion-"))
+                            .collect()
+                    },
+                )
             })
             .collect()
+    }
+
+    /// The jobs the cluster has run (one may have tasks on both executors).
+    fn job_count(&self) -> usize {
+        self.jobs()
+            .into_iter()
+            .flatten()
+            .collect::<HashSet<_>>()
+            .len()
     }
 
     /// Opens an engine on `data` that ships its queries here, once the scheduler answers.
@@ -130,10 +144,26 @@ const SHIPPED: &[&str] = &[
      SELECT test, round(r.difference, 6), round(r.p_value, 6) FROM tests ORDER BY test",
 ];
 
-/// Queries over the coordinator's own state.
-const ON_COORDINATOR: &[&str] = &[
+/// Scoring queries: they ship with the deployed model versions frozen into them.
+const SCORING: &[&str] = &[
     "SELECT count(*), round(avg(uplift_score('coupon', recency_days, frequency, monetary, \
      age, level, city)), 9) FROM campaign",
+    "SELECT user_id, round(uplift_score('coupon_trees', recency_days, frequency, monetary, \
+     age, level, city), 9) AS uplift FROM campaign ORDER BY uplift DESC, user_id LIMIT 20",
+    "SELECT city, round(sum(uplift_score('coupon', recency_days, frequency, monetary, age, \
+     level, city) * uplift_score('coupon_trees', recency_days, frequency, monetary, age, \
+     level, city)), 6) FROM campaign GROUP BY city ORDER BY city",
+    "SELECT count(*), round(sum(p_treated), 6), round(sum(p_control), 6), \
+     round(sum(uplift), 6), round(sum(uplift) FILTER (WHERE city = 'Beijing'), 6) \
+     FROM uplift_predict('coupon_trees', 'SELECT user_id, recency_days, frequency, \
+     monetary, age, level, city FROM campaign WHERE age > 25')",
+    "SELECT s.user_id, round(s.uplift, 9), u.city FROM uplift_predict('coupon', \
+     'SELECT * FROM campaign') s JOIN users u ON u.user_id = s.user_id \
+     ORDER BY s.uplift DESC, s.user_id LIMIT 10",
+];
+
+/// Queries over the coordinator's own state.
+const ON_COORDINATOR: &[&str] = &[
     "SELECT dense_id('phone', '555-0100') = dense_id('phone', '555-0100')",
     "SELECT count(*) FROM martdb.models",
 ];
@@ -162,16 +192,25 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
             seed: 7,
         };
         martdb::demo::write(&engine, options, false).await.unwrap();
-        engine
-            .sql(
-                "SELECT version FROM uplift_train('coupon', 'SELECT treatment, converted, \
-                 recency_days, frequency, monetary, age, level, city FROM campaign', \
-                 'treatment', 'converted', 'base = logistic')",
-            )
-            .await
-            .unwrap();
+        for (name, options) in [
+            ("coupon", "base = logistic"),
+            ("coupon_trees", "learner = t, trees = 20"),
+        ] {
+            engine
+                .sql(&format!(
+                    "SELECT version FROM uplift_train('{name}', 'SELECT treatment, converted, \
+                     recency_days, frequency, monetary, age, level, city FROM campaign', \
+                     'treatment', 'converted', '{options}')"
+                ))
+                .await
+                .unwrap();
+        }
         (
-            answers(&engine, SHIPPED).await,
+            [
+                answers(&engine, SHIPPED).await,
+                answers(&engine, SCORING).await,
+            ]
+            .concat(),
             answers(&engine, ON_COORDINATOR).await,
         )
     };
@@ -183,18 +222,36 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
     let engine = cluster.engine(data).await;
     // Until both executors have polled the scheduler, one may take every task.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster.jobs().contains(&0) {
+    while cluster.jobs().iter().any(HashSet::is_empty) {
         assert!(Instant::now() < deadline, "an executor took no task");
         engine.sql(SHIPPED[0]).await.unwrap();
     }
 
-    let before: usize = cluster.jobs().iter().sum();
-    assert_eq!(answers(&engine, SHIPPED).await, local);
-    let shipped: usize = cluster.jobs().iter().sum();
-    assert!(
-        shipped >= before + SHIPPED.len(),
-        "each query is a job on the cluster: {before} -> {shipped}"
+    let before = cluster.job_count();
+    let remote = [
+        answers(&engine, SHIPPED).await,
+        answers(&engine, SCORING).await,
+    ]
+    .concat();
+    assert_eq!(remote, local);
+    let shipped = cluster.job_count();
+    assert_eq!(
+        shipped,
+        before + SHIPPED.len() + SCORING.len(),
+        "each query is a job on the cluster"
     );
+    // The coordinator's checks of a scoring call still come first.
+    let err = engine
+        .sql("SELECT uplift_score('coupon', recency_days) FROM campaign")
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "22023", "{err}");
+    let err = engine
+        .sql("SELECT uplift_score('no_such_model', recency_days) FROM campaign")
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "42704", "{err}");
+    assert_eq!(cluster.job_count(), shipped);
 
     assert_eq!(answers(&engine, ON_COORDINATOR).await, local_state);
     // A write's query runs on the cluster, its commit on the coordinator, and the
@@ -212,11 +269,29 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
         .await
         .unwrap();
     assert_eq!(crate::rows(&count), crate::rows(&expected));
-    let after: usize = cluster.jobs().iter().sum();
+    // The demo's scoring step: the model travels in the write's query.
+    engine
+        .sql(
+            "CREATE TABLE campaign_scores AS SELECT * FROM uplift_predict('coupon_trees', \
+             'SELECT user_id, recency_days, frequency, monetary, age, level, city \
+             FROM campaign WHERE age > 25')",
+        )
+        .await
+        .unwrap();
+    let stored = engine
+        .sql(
+            "SELECT count(*), round(sum(p_treated), 6), round(sum(p_control), 6), \
+             round(sum(uplift), 6), round(sum(uplift) FILTER (WHERE city = 'Beijing'), 6) \
+             FROM campaign_scores",
+        )
+        .await
+        .unwrap();
+    assert_eq!(crate::rows(&stored), local[SHIPPED.len() + 3]);
+    let after = cluster.job_count();
     assert_eq!(
         after,
-        shipped + 3,
-        "the write's query and the two reads shipped, nothing else"
+        shipped + 5,
+        "the writes' queries and the three reads shipped, nothing else"
     );
 
     // An error on an executor comes back to the client; the engine stays usable.

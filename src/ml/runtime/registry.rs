@@ -291,6 +291,21 @@ impl ModelRegistry {
         })
     }
 
+    /// The stored weights of `info` as the bytes of their safetensors file: what a
+    /// frozen copy of the model carries to another process.
+    pub fn weights_file(&self, info: &ModelInfo) -> Result<Vec<u8>, MlError> {
+        let storage = self.storage()?;
+        let path = Self::weights_path(&storage, &info.name, info.version);
+        std::fs::read(&path).map_err(|e| {
+            MlError::Store(format!(
+                "reading the weights of model \"{}\" version {} ({}): {e}",
+                info.name,
+                info.version,
+                path.display()
+            ))
+        })
+    }
+
     /// Makes `version` the deployed version of `name` (a rollback when it is older).
     pub fn deploy(&self, name: &str, version: i64) -> Result<ModelInfo, MlError> {
         let storage = self.storage()?;

@@ -76,7 +76,9 @@ use datafusion::prelude::SessionContext;
 
 use crate::ml::runtime::{MlDevice, MlError, ModelRegistry};
 
+pub use uplift_predict::frozen_plan as frozen_uplift_predict;
 pub use uplift_quadrant::{DEFAULT_RESPONSE_THRESHOLD, DEFAULT_UPLIFT_THRESHOLD, quadrant};
+pub use uplift_score::FrozenUpliftScore;
 
 const SECTION: DocSection = DocSection {
     include: true,

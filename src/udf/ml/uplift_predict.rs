@@ -8,13 +8,17 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::functions::core::expr_fn::get_field;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 
+use super::uplift_score::{FrozenOutput, FrozenUpliftScore};
 use super::{ml_error, session_device};
 use crate::ml::runtime::{FeatureKind, MlDevice, MlError, ModelInfo, ModelRegistry};
 use crate::ml::uplift::{UpliftModel, UpliftSpec};
@@ -151,6 +155,15 @@ impl TableFunctionImpl for UpliftPredict {
     }
 }
 
+/// If `provider` is a call of `uplift_predict`: the same rows as a plan that carries the
+/// model in it (its query's plan, with the scores appended by a frozen copy of the
+/// model, see [`FrozenUpliftScore`]), which another process can run without the
+/// registry. Its columns are the table's, in order.
+pub fn frozen_plan(provider: &dyn TableProvider) -> Option<Result<LogicalPlan>> {
+    let table = provider.downcast_ref::<PredictTable>()?;
+    Some(table.frozen_plan())
+}
+
 #[derive(Debug)]
 struct PredictTable {
     registry: ModelRegistry,
@@ -158,6 +171,43 @@ struct PredictTable {
     info: Arc<ModelInfo>,
     plan: LogicalPlan,
     output: SchemaRef,
+}
+
+impl PredictTable {
+    fn frozen_plan(&self) -> Result<LogicalPlan> {
+        const STRUCT: &str = "__martdb_uplift_scores";
+        let weights = self.registry.weights_file(&self.info).map_err(ml_error)?;
+        let spec = uplift_spec(&self.info).map_err(ml_error)?;
+        let model = FrozenUpliftScore::udf((*self.info).clone(), weights, FrozenOutput::Scores);
+        let args = std::iter::once(lit(self.info.name.as_str()))
+            .chain(
+                spec.transform
+                    .features
+                    .iter()
+                    .map(|f| Expr::Column(Column::from_name(&f.name))),
+            )
+            .collect();
+        let columns: Vec<Expr> = self
+            .plan
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let scores = Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(model), args));
+        let plan = LogicalPlanBuilder::from(self.plan.clone())
+            .project(columns.iter().cloned().chain([scores.alias(STRUCT)]))?
+            .build()?;
+        let columns: Vec<Expr> = plan.schema().columns()[..columns.len()]
+            .iter()
+            .cloned()
+            .map(Expr::Column)
+            .collect();
+        let scores = SCORES.map(|name| get_field(col(STRUCT), name).alias(name));
+        LogicalPlanBuilder::from(plan)
+            .project(columns.into_iter().chain(scores))?
+            .build()
+    }
 }
 
 #[async_trait]
