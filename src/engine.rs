@@ -570,7 +570,8 @@ impl Engine {
         if let Some(cluster) = &self.cluster
             && let Some(shipped) = cluster.prepare(&plan)?
         {
-            return Ok(cluster.run(shipped).await?);
+            let partitions = self.ctx.copied_config().target_partitions();
+            return Ok(cluster.run(shipped, partitions).await?);
         }
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let task = Arc::new(frame.task_ctx());
