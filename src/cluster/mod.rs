@@ -40,7 +40,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::config::TaskSchedulingPolicy;
@@ -93,6 +93,7 @@ pub enum ClusterError {
 }
 
 /// The functions a shipped plan may call, by kind.
+#[derive(Clone)]
 pub struct Functions {
     pub scalar: Vec<Arc<ScalarUDF>>,
     pub aggregate: Vec<Arc<AggregateUDF>>,
@@ -102,8 +103,14 @@ pub struct Functions {
 /// DataFusion's built-in functions (as Ballista registers them) and martdb's stateless
 /// scalar, aggregate and window functions (those [`crate::udf::register_all`] registers,
 /// less its table functions, which run on the coordinator): what the coordinator's
-/// client, the scheduler and the executors all know.
+/// client, the scheduler and the executors all know. Built once per process (the
+/// scheduler makes a session, with these, for every query).
 pub fn functions() -> Functions {
+    static ALL: OnceLock<Functions> = OnceLock::new();
+    ALL.get_or_init(build_functions).clone()
+}
+
+fn build_functions() -> Functions {
     let mut scalar = ballista_scalar_functions();
     scalar.extend(crate::udf::scalar_functions().into_iter().map(Arc::new));
     let mut aggregate = ballista_aggregate_functions();
