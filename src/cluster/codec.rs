@@ -9,6 +9,13 @@
 //!
 //! Invariant: every process of a cluster uses these codecs, so a frozen function never
 //! reaches one that would look its name up in a registry instead.
+//!
+//! Limit: Ballista's own plan nodes (its shuffle writers and readers) encode their
+//! expressions, such as hash keys, with Ballista's inner codec, which knows no frozen
+//! function. DataFusion computes such expressions in a projection below the shuffle and
+//! partitions by the resulting column, so a frozen call never sits in one in the plans
+//! it makes; one that did would fail to decode on the executor, with an error, not a
+//! wrong answer.
 
 use std::sync::Arc;
 
