@@ -195,7 +195,8 @@ fn dot<T: Copy + Into<f64>>(x: &[T], w: &[f64]) -> f64 {
     (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function: a log-odds as a probability (shared with the trees).
+pub(super) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
@@ -523,6 +524,46 @@ mod tests {
             g[i] += w[i];
         }
         g
+    }
+
+    #[test]
+    fn a_step_that_raises_the_loss_is_retried_shorter() {
+        // One input of ±1 with the outcome independent of it: the loss in its weight w
+        // is 2·(log(1 + e^w) + log(1 + e^-w)), whose full Newton step from w is
+        // w - sinh(w). From 3 that lands at -7.0, where the loss is higher, and from
+        // there at 540: without the line search the weights diverge.
+        let x = [1.0f32, 1.0, -1.0, -1.0];
+        let y = [1.0f32, 0.0, 1.0, 0.0];
+        let data = TrainingSet {
+            x: &x,
+            inputs: 1,
+            y: &y,
+            weights: None,
+        };
+        let cancel = AtomicBool::new(false);
+        let log = std::sync::Mutex::new(Vec::new());
+        let progress = |line: &str| log.lock().unwrap().push(line.to_string());
+        let control = Control {
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let (w, _) = newton(
+            &data,
+            vec![3.0, 0.0],
+            1e-9,
+            Target::Binary,
+            None,
+            1e-12,
+            &control,
+            "test",
+        )
+        .unwrap();
+        assert!(w[0].abs() < 1e-9 && w[1].abs() < 1e-9, "{w:?}");
+        let log = log.into_inner().unwrap();
+        assert!(
+            log.iter().any(|line| line.contains("retried at 0.5")),
+            "{log:?}"
+        );
     }
 
     #[test]

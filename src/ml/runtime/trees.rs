@@ -33,6 +33,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::MlError;
 use super::learners::{Control, TREE_LEARNING_RATE, Target, TrainOptions, TrainingSet};
+use super::linear::sigmoid;
 
 /// Bins per input at most (a bin number fits a byte).
 pub const MAX_BINS: usize = 256;
@@ -572,10 +573,6 @@ fn grow_tree(
     ensemble.left.extend(nodes.left);
     ensemble.right.extend(nodes.right);
     ensemble.value.extend(nodes.value);
-}
-
-fn sigmoid(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
 }
 
 /// Boosts `options.trees` trees on `data` (checked by [`super::learners::fit`]).
