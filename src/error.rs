@@ -54,8 +54,13 @@ impl Error {
     /// The Postgres SQLSTATE for this error (see
     /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>).
     pub fn sqlstate(&self) -> &'static str {
-        if is_disk_full(&self.to_string()) {
+        let message = self.to_string();
+        if is_disk_full(&message) {
             return DISK_FULL;
+        }
+        // An error raised on a cluster's executor arrives as text with its code.
+        if let Some(code) = crate::cluster::errors::sqlstate_in(&message) {
+            return interned(code);
         }
         match self {
             Error::Sql(e) => datafusion_sqlstate(e),
@@ -100,8 +105,32 @@ fn is_disk_full(message: &str) -> bool {
     message.contains("(os error 28)") || message.contains("(os error 122)")
 }
 
+pub(crate) fn arrow_sqlstate(err: &datafusion::arrow::error::ArrowError) -> &'static str {
+    use datafusion::arrow::error::ArrowError as A;
+    match err {
+        A::DivideByZero => "22012",
+        A::CastError(_) | A::ParseError(_) => "22P02",
+        A::ComputeError(_) | A::ArithmeticOverflow(_) => "22003",
+        A::ParquetError(_) | A::IoError(..) => "58030",
+        _ => "XX000",
+    }
+}
+
+/// `code` as a `&'static str`. Codes are five characters from a small set (those martdb
+/// raises), so the set of leaked strings stays small.
+fn interned(code: &str) -> &'static str {
+    static CODES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut codes = CODES.lock().expect(crate::LOCK_POISONED);
+    if let Some(known) = codes.iter().find(|known| **known == code) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(code.to_owned().into_boxed_str());
+    codes.push(leaked);
+    leaked
+}
+
 /// DataFusion wraps errors in context layers; the innermost error decides the SQLSTATE.
-fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+pub(crate) fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     match e.find_root() {
         DataFusionError::SQL(..) => "42601",
         DataFusionError::SchemaError(err, _) => {
@@ -115,16 +144,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ResourcesExhausted(_) => "53200",
-        DataFusionError::ArrowError(err, _) => {
-            use datafusion::arrow::error::ArrowError as A;
-            match err.as_ref() {
-                A::DivideByZero => "22012",
-                A::CastError(_) | A::ParseError(_) => "22P02",
-                A::ComputeError(_) | A::ArithmeticOverflow(_) => "22003",
-                A::ParquetError(_) | A::IoError(..) => "58030",
-                _ => "XX000",
-            }
-        }
+        DataFusionError::ArrowError(err, _) => arrow_sqlstate(err),
         DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) => "58030",
         DataFusionError::IoError(_) => "58030",
         DataFusionError::Execution(msg) => message_sqlstate(msg),

@@ -29,12 +29,15 @@
 //!   executors read exactly that snapshot (never a later commit, never the Delta log),
 //!   and they must see the files at the same paths: one machine, a shared mount, or an
 //!   object store.
+//! - **Errors keep their SQLSTATE.** Executors append the code of a failed task's error
+//!   to its message ([`errors`]), since Ballista carries only the text.
 //! - **The same functions everywhere.** The coordinator's client, the scheduler and every
 //!   executor register [`functions`] and use the same [`codec`]s; plans name the
 //!   functions and each side resolves the name, except frozen ones, which carry their
 //!   state.
 
 mod codec;
+pub(crate) mod errors;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -484,6 +487,9 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), ClusterError> 
         override_config_producer: Some(Arc::new(SessionConfig::new_with_ballista)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_execution_engine: Some(Arc::new(errors::CodedEngine::new(
+            std::time::Duration::from_secs(30),
+        ))),
         ..Default::default()
     };
     start_executor_process(Arc::new(config))

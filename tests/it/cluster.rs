@@ -168,6 +168,23 @@ const ON_COORDINATOR: &[&str] = &[
     "SELECT count(*) FROM martdb.models",
 ];
 
+/// Queries that fail while they run (on the executors, with a cluster).
+const FAILING: &[&str] = &[
+    "SELECT bitmap_cardinality(CAST(city AS BYTEA)) FROM users",
+    "SELECT sum(10 / (age - age)) FROM users",
+];
+
+async fn sqlstates(engine: &Engine, queries: &[&str]) -> Vec<&'static str> {
+    let mut all = Vec::new();
+    for sql in queries {
+        match engine.sql(sql).await {
+            Ok(_) => panic!("{sql} did not fail"),
+            Err(e) => all.push(e.sqlstate()),
+        }
+    }
+    all
+}
+
 async fn answers(engine: &Engine, queries: &[&str]) -> Vec<Vec<Vec<String>>> {
     let mut all = Vec::new();
     for sql in queries {
@@ -185,7 +202,7 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let (local, local_state) = {
+    let (local, local_state, local_errors) = {
         let engine = Engine::open(data).await.unwrap();
         let options = martdb::demo::DemoOptions {
             users: 3000,
@@ -212,6 +229,7 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
             ]
             .concat(),
             answers(&engine, ON_COORDINATOR).await,
+            sqlstates(&engine, FAILING).await,
         )
     };
     for rows in &local {
@@ -294,11 +312,11 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
         "the writes' queries and the three reads shipped, nothing else"
     );
 
-    // An error on an executor comes back to the client; the engine stays usable.
-    let err = engine
-        .sql("SELECT bitmap_cardinality(CAST(city AS BYTEA)) FROM users")
-        .await
-        .unwrap_err();
+    // An error on an executor comes back to the client with the SQLSTATE the local
+    // engine gives; the engine stays usable.
+    assert!(!local_errors.contains(&"XX000"), "{local_errors:?}");
+    assert_eq!(sqlstates(&engine, FAILING).await, local_errors);
+    let err = engine.sql(FAILING[0]).await.unwrap_err();
     assert!(err.to_string().contains("bitmap_cardinality"), "{err}");
     assert_eq!(answers(&engine, &SHIPPED[..1]).await, local[..1]);
 }
