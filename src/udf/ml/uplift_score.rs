@@ -94,9 +94,9 @@ impl ScalarUDFImpl for UpliftScore {
         let name = model_name(&args.args[0])
             .ok_or_else(|| bad("the model name must be a constant text".into()))?;
         let info = self.registry.get(name, None).map_err(ml_error)?;
-        let batch = feature_batch(&info, &args)?;
         let device = session_device(&args.config_options)?;
         let model = load(&self.registry, &self.loaded, &info, device).map_err(ml_error)?;
+        let batch = feature_batch(name, &model, &args)?;
         score(&model, &batch, &args.args)
     }
 
@@ -116,12 +116,15 @@ fn model_name(arg: &ColumnarValue) -> Option<&str> {
     }
 }
 
-/// The feature values of a call (every argument after the name) as the batch `info`'s
-/// model reads, or 22023 when their number or types do not fit it.
-fn feature_batch(info: &ModelInfo, args: &ScalarFunctionArgs) -> Result<RecordBatch> {
-    let name = &info.name;
-    let spec = uplift_spec(info).map_err(ml_error)?;
-    let features = &spec.transform.features;
+/// The feature values of a call (every argument after the name) as the batch the model
+/// `name` reads, or 22023 when their number or types do not fit it. The features come
+/// from the loaded model, so no batch parses the stored spec again.
+fn feature_batch(
+    name: &str,
+    model: &UpliftModel,
+    args: &ScalarFunctionArgs,
+) -> Result<RecordBatch> {
+    let features = &model.spec.transform.features;
     let values = &args.args[1..];
     if values.len() != features.len() {
         return Err(bad(format!(
@@ -336,8 +339,8 @@ impl ScalarUDFImpl for FrozenUpliftScore {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let batch = feature_batch(&self.info, &args)?;
         let model = self.model(session_device(&args.config_options)?)?;
+        let batch = feature_batch(&self.info.name, &model, &args)?;
         match self.output {
             FrozenOutput::Uplift => score(&model, &batch, &args.args),
             FrozenOutput::Scores => {
