@@ -7,8 +7,9 @@
 # - statsforecast AutoETS(season_length=7), n_jobs=THREADS (after a warm-up call);
 # - martdb forecast(..., model => 'ets') with the model's own intervals and no outlier
 #   cleaning: the same model search as AutoETS, like for like;
-# - martdb forecast(..., model => 'auto') with its defaults: ETS, Theta and the seasonal
-#   naive model compared on a holdout per series, outliers cleaned, calibrated intervals.
+# - martdb forecast(..., model => 'auto') with its defaults: ETS unless Theta or the
+#   seasonal naive model wins each of five holdout windows per series, outliers cleaned,
+#   calibrated intervals.
 #
 # martdb's time is the whole `martdb sql` process (start-up and Parquet scan included).
 # Accuracy is tested separately (tests/it/forecast_accuracy.rs).

@@ -324,8 +324,12 @@ async fn demo_queries_run_on_a_two_executor_cluster_as_they_run_locally() {
 #[tokio::test]
 async fn an_unreachable_scheduler_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
+    // A port bound for the whole test but never listening: connections to it are refused,
+    // and the cluster test running alongside cannot take it for its scheduler.
+    let unreachable = tokio::net::TcpSocket::new_v4().unwrap();
+    unreachable.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let options = EngineOptions {
-        ballista: Some(format!("df://{}", free_address())),
+        ballista: Some(format!("df://{}", unreachable.local_addr().unwrap())),
         ..Default::default()
     };
     let err = Engine::open_with(dir.path().to_str().unwrap(), options)

@@ -6,13 +6,16 @@
 //! the seasonal naive with lag m), in SQL too.
 //!
 //! Held to: our ETS (`model => 'ets'`, no cleaning: the model alone) within 2% of
-//! AutoETS on each dataset (CO2 within 2.5%, see below), and `auto` on average over the
-//! datasets at most 1.05 × AutoETS. Needs Python with statsforecast (`MARTDB_PYTHON`, set
+//! AutoETS on each dataset (CO2 within 2.5%, see below), and `auto` at most 1.05 ×
+//! AutoETS on each dataset and on their mean. Needs Python with statsforecast (`MARTDB_PYTHON`, set
 //! by scripts/test.sh). `cargo test forecast_accuracy -- --nocapture` prints the table.
 //!
-//! CO2: both fits hit the optimisers' iteration limit on this 17-parameter model and stop
-//! at different points; ours has the better likelihood (AICc 2123 against 2127) and a
-//! 2.0% higher MASE. The bound there is 2.5%.
+//! CO2: both fits hit the optimisers' iteration limit (1,000 Nelder–Mead steps, as
+//! statsforecast's) on this 17-parameter model and stop at different points; ours has the
+//! better likelihood (AICc 2123 against 2127) and a 2.0% higher MASE. Where the search
+//! stops moves AutoETS's own MASE as much: with its limit at 980, 1,020 or 1,100 steps
+//! it scores 0.1513, 0.1528 and 0.1548 against 0.1531 at 1,000, and run to 2,000 steps
+//! it picks another model (A,A,A: 0.1671). The bound there is 2.5%.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -33,8 +36,9 @@ struct Dataset {
     mase: BTreeMap<String, f64>,
 }
 
-/// The mean over a dataset's series of MASE for `forecast` with `options`.
-async fn mase(engine: &Engine, dataset: &str, d: &Dataset, options: &str) -> f64 {
+/// The mean over a dataset's series of MASE for `forecast` with `options`, and how many
+/// series each model family forecast (`ETS 49, Theta 1`).
+async fn mase(engine: &Engine, dataset: &str, d: &Dataset, options: &str) -> (f64, String) {
     let m = d.season_length;
     let sql = format!(
         "WITH f AS (
@@ -47,11 +51,16 @@ async fn mase(engine: &Engine, dataset: &str, d: &Dataset, options: &str) -> f64
                     lag(value, {m}) OVER (PARTITION BY series_id ORDER BY t) AS previous
              FROM train WHERE dataset = '{dataset}') GROUP BY series_id),
          errors AS (
-           SELECT f.series_id, avg(abs(test.value - f.forecast)) AS mae, count(*) AS n
+           SELECT f.series_id, avg(abs(test.value - f.forecast)) AS mae, count(*) AS n,
+                  split_part(max(f.model), '(', 1) AS family
            FROM f JOIN test ON test.dataset = '{dataset}'
              AND test.series_id = f.series_id AND test.t = f.t
-           GROUP BY f.series_id)
-         SELECT avg(mae / scale), sum(n) FROM errors JOIN scale USING (series_id)",
+           GROUP BY f.series_id),
+         families AS (
+           SELECT string_agg(family || ' ' || series, ', ' ORDER BY family) AS families
+           FROM (SELECT family, count(*) AS series FROM errors GROUP BY family))
+         SELECT avg(mae / scale), sum(n), min(families)
+         FROM errors JOIN scale USING (series_id) CROSS JOIN families",
         h = d.horizon,
     );
     let batches = engine
@@ -64,7 +73,7 @@ async fn mase(engine: &Engine, dataset: &str, d: &Dataset, options: &str) -> f64
         (d.series * d.horizon).to_string(),
         "{dataset}: every test point forecast"
     );
-    row[0].parse().unwrap()
+    (row[0].parse().unwrap(), row[2].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,23 +99,26 @@ async fn forecast_accuracy_matches_statsforecast() {
         serde_json::from_slice(&std::fs::read(dir.path().join("peer.json")).unwrap()).unwrap();
     let engine = Engine::open(dir.path().to_str().unwrap()).await.unwrap();
     println!(
-        "dataset        AutoETS   ets   ratio   auto   ratio  (statsforecast {})",
+        "dataset        AutoETS   ets   ratio   auto   ratio  auto's models (statsforecast {})",
         peer.statsforecast
     );
     let (mut auto_sum, mut peer_sum) = (0.0, 0.0);
     let mut failures = Vec::new();
     for (name, dataset) in &peer.datasets {
         let theirs = dataset.mase["AutoETS"];
-        let ets = mase(&engine, name, dataset, "model => 'ets', clean => false").await;
-        let auto = mase(&engine, name, dataset, "model => 'auto'").await;
+        let (ets, _) = mase(&engine, name, dataset, "model => 'ets', clean => false").await;
+        let (auto, chosen) = mase(&engine, name, dataset, "model => 'auto'").await;
         println!(
-            "{name:<14} {theirs:7.4} {ets:7.4} {:6.3} {auto:7.4} {:6.3}",
+            "{name:<14} {theirs:7.4} {ets:7.4} {:6.3} {auto:7.4} {:6.3}  {chosen}",
             ets / theirs,
             auto / theirs
         );
         let bound = if name == "co2" { 1.025 } else { 1.02 };
         if ets > bound * theirs {
             failures.push(format!("{name}: ets {ets} > {bound} x AutoETS {theirs}"));
+        }
+        if auto > 1.05 * theirs {
+            failures.push(format!("{name}: auto {auto} > 1.05 x AutoETS {theirs}"));
         }
         auto_sum += auto;
         peer_sum += theirs;

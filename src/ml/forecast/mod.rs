@@ -10,7 +10,7 @@
 //! - [`intermittent`]: Croston, SBA and TSB for demand that is mostly zero.
 //!
 //! [`clean`] replaces outliers before fitting, [`series`] puts the rows of a series on a regular grid (steps, gaps, missing values),
-//! [`choose`] picks a model per series (`auto`: by a holdout of the series' last values),
+//! [`choose`] picks a model per series (`auto`: ETS unless another model wins each of the series' last holdouts),
 //! and [`many`] runs it all over many series on every core: [`forecast_many`] and
 //! [`anomalies_many`] are the Rust API under the SQL functions `forecast` and
 //! `forecast_anomalies`. [`plot`] draws a forecast as an SVG chart.

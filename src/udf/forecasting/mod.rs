@@ -29,9 +29,10 @@
 //! | `intervals` | `calibrated` | `model`: the model's own normal-theory intervals (statsforecast's); `calibrated`: those rescaled per level to cover that share of the series' own one-step residuals, so a holiday peak in the history does not widen the intervals of every ordinary day |
 //! | `clean` | `true` | replace outliers (a value more than 5 robust standard deviations off its model's prediction) by the prediction and refit, so a one-day spike does not widen every interval; intermittent series are never cleaned |
 //!
-//! `auto` picks per series the model that forecast the series' own last steps best (see
-//! [`crate::ml::forecast::choose`]): ETS, Theta, seasonal naive and (with two seasons)
-//! MSTL, or for intermittent demand Croston, SBA and TSB. A constant series gets its
+//! `auto` fits ETS per series unless Theta, the seasonal naive model or (with two
+//! seasons) MSTL forecast each of the series' last five holdout windows better (see
+//! [`crate::ml::forecast::choose`]); for intermittent demand it picks among Croston, SBA
+//! and TSB. A constant series gets its
 //! value with zero-width intervals; a series of fewer than four values the naive
 //! forecast. A series whose values are all NULL gives no rows. The step of a series is
 //! its most common gap (a month on a calendar when the day of the month repeats);
