@@ -6,16 +6,16 @@
 //! the seasonal naive with lag m), in SQL too.
 //!
 //! Held to: our ETS (`model => 'ets'`, no cleaning: the model alone) within 2% of
-//! AutoETS on each dataset (CO2 within 2.5%, see below), and `auto` at most 1.05 ×
-//! AutoETS on each dataset and on their mean. Needs Python with statsforecast (`MARTDB_PYTHON`, set
-//! by scripts/test.sh). `cargo test forecast_accuracy -- --nocapture` prints the table.
+//! AutoETS on each dataset, and `auto` at most 1.05 × AutoETS on each dataset and on
+//! their mean. Needs Python with statsforecast (`MARTDB_PYTHON`, set by scripts/test.sh).
+//! `cargo test forecast_accuracy -- --nocapture` prints the table.
 //!
-//! CO2: both fits hit the optimisers' iteration limit (1,000 Nelder–Mead steps, as
-//! statsforecast's) on this 17-parameter model and stop at different points; ours has the
-//! better likelihood (AICc 2123 against 2127) and a 2.0% higher MASE. Where the search
-//! stops moves AutoETS's own MASE as much: with its limit at 980, 1,020 or 1,100 steps
-//! it scores 0.1513, 0.1528 and 0.1548 against 0.1531 at 1,000, and run to 2,000 steps
-//! it picks another model (A,A,A: 0.1671). The bound there is 2.5%.
+//! CO2 is the hard case for ETS: on this 17-parameter model both optimisers stop at their
+//! limit of 1,000 Nelder–Mead steps, so the fit is wherever the search is then. Where it
+//! stops moves AutoETS's own MASE by 1% (0.1513 at 980 steps, 0.1548 at 1,100), and run to
+//! 2,000 steps it picks another model (A,A,A: 0.1671). Ours follows statsforecast's path
+//! step for step (the same centroid arithmetic, see `nelder_mead` in
+//! src/ml/forecast/ets.rs) and stops at the same point.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -113,9 +113,8 @@ async fn forecast_accuracy_matches_statsforecast() {
             ets / theirs,
             auto / theirs
         );
-        let bound = if name == "co2" { 1.025 } else { 1.02 };
-        if ets > bound * theirs {
-            failures.push(format!("{name}: ets {ets} > {bound} x AutoETS {theirs}"));
+        if ets > 1.02 * theirs {
+            failures.push(format!("{name}: ets {ets} > 1.02 x AutoETS {theirs}"));
         }
         if auto > 1.05 * theirs {
             failures.push(format!("{name}: auto {auto} > 1.05 x AutoETS {theirs}"));

@@ -744,14 +744,21 @@ fn nelder_mead(
     centroid.resize(n, 0.0);
     trial.resize(n, 0.0);
     second_trial.resize(n, 0.0);
+    // The result is the best vertex as ranked at the start of the last step, as
+    // statsforecast's: a search stopped by the step limit does not return a point found
+    // by its final step. On a model that hits the limit (co2's M,A,A) the two differ, and
+    // the forecast with them.
+    let mut best = 0;
     for _ in 0..NM_MAX_ITER {
+        let worst;
+        let second_worst;
+        (best, worst, second_worst) = rank(values);
         let mean = values.iter().sum::<f64>() / (dims + 1.0);
         let spread =
             (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (dims + 1.0)).sqrt();
         if spread < NM_TOL_STD {
             break;
         }
-        let (best, worst, second_worst) = rank(values);
         let (f_best, f_worst, f_second) = (values[best], values[worst], values[second_worst]);
 
         centroid.fill(0.0);
@@ -816,7 +823,6 @@ fn nelder_mead(
             values[vertex] = objective(&simplex[row..row + n]);
         }
     }
-    let (best, _, _) = rank(values);
     x0.copy_from_slice(&simplex[best * n..(best + 1) * n]);
 }
 
