@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -125,15 +125,7 @@ pub(crate) fn output_properties(
     Ok((projected, Arc::new(properties)))
 }
 
-/// Whether a query column of `data_type` reads as text: any string type, or a
-/// dictionary of one.
-pub(crate) fn is_text(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
-    }
-}
+pub(crate) use crate::ml::runtime::is_text;
 
 /// Plans a table function's query argument while the function is being called: planning
 /// is async and `call_with_args` is not, so it runs on a scoped thread of its own (a

@@ -65,6 +65,18 @@ impl Feature {
             FeatureKind::Categorical { .. } => "text",
         }
     }
+
+    /// Whether a scoring column of `data_type` can feed this feature: a number or a
+    /// boolean for a numeric one, text for a categorical one, and NULL for either.
+    pub fn accepts(&self, data_type: &DataType) -> bool {
+        data_type == &DataType::Null
+            || match self.kind {
+                FeatureKind::Numeric { .. } => {
+                    data_type.is_numeric() || data_type == &DataType::Boolean
+                }
+                FeatureKind::Categorical { .. } => is_text(data_type),
+            }
+    }
 }
 
 /// A row-major `rows × cols` matrix of model inputs.
@@ -85,7 +97,8 @@ fn is_numeric(data_type: &DataType) -> bool {
     data_type.is_numeric() || matches!(data_type, DataType::Boolean | DataType::Null)
 }
 
-fn is_text(data_type: &DataType) -> bool {
+/// Whether a column of `data_type` reads as text: any string type, or a dictionary of one.
+pub(crate) fn is_text(data_type: &DataType) -> bool {
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
         DataType::Dictionary(_, values) => is_text(values),
@@ -410,6 +423,49 @@ mod tests {
     use datafusion::arrow::array::{Float64Array, Int32Array, StringArray};
 
     use super::*;
+
+    #[test]
+    fn a_feature_accepts_its_type_family_and_null() {
+        let numeric = Feature {
+            name: "spend".into(),
+            kind: FeatureKind::Numeric {
+                mean: 0.0,
+                scale: 1.0,
+                missing_indicator: false,
+            },
+        };
+        let categorical = Feature {
+            name: "channel".into(),
+            kind: FeatureKind::Categorical {
+                categories: vec!["web".into()],
+            },
+        };
+        let text_dictionary =
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        for t in [
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Boolean,
+            DataType::Null,
+        ] {
+            assert!(numeric.accepts(&t), "{t}");
+        }
+        for t in [DataType::Utf8, DataType::Date32, text_dictionary.clone()] {
+            assert!(!numeric.accepts(&t), "{t}");
+        }
+        for t in [
+            DataType::Utf8,
+            DataType::Utf8View,
+            DataType::LargeUtf8,
+            text_dictionary,
+            DataType::Null,
+        ] {
+            assert!(categorical.accepts(&t), "{t}");
+        }
+        for t in [DataType::Int64, DataType::Boolean] {
+            assert!(!categorical.accepts(&t), "{t}");
+        }
+    }
 
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter(vec![

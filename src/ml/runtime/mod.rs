@@ -23,6 +23,7 @@ mod registry;
 mod trees;
 
 pub use device::MlDevice;
+pub(crate) use features::is_text;
 pub use features::{Feature, FeatureKind, FeatureTransform, MAX_CATEGORIES, Matrix};
 pub use learners::{
     Base, Control, MLP_LEARNING_RATE, Net, TREE_LEARNING_RATE, Target, TrainOptions, TrainingSet,

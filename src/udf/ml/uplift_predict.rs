@@ -20,10 +20,10 @@ use futures::StreamExt;
 
 use super::uplift_score::{FrozenOutput, FrozenUpliftScore};
 use super::{ml_error, session_device};
-use crate::ml::runtime::{FeatureKind, MlDevice, MlError, ModelInfo, ModelRegistry};
+use crate::ml::runtime::{MlDevice, MlError, ModelInfo, ModelRegistry};
 use crate::ml::uplift::{UpliftModel, UpliftSpec};
 use crate::udf::query::{
-    QueryFunctionBody, QueryFunctionExec, constant, constant_text, is_text, plan_query_now,
+    QueryFunctionBody, QueryFunctionExec, constant, constant_text, plan_query_now,
 };
 
 pub(super) const NAME: &str = "uplift_predict";
@@ -116,16 +116,7 @@ impl TableFunctionImpl for UpliftPredict {
                     ),
                 }));
             };
-            let fits = match feature.kind {
-                FeatureKind::Numeric { .. } => {
-                    field.data_type().is_numeric()
-                        || matches!(field.data_type(), DataType::Boolean | DataType::Null)
-                }
-                FeatureKind::Categorical { .. } => {
-                    is_text(field.data_type()) || field.data_type() == &DataType::Null
-                }
-            };
-            if !fits {
+            if !feature.accepts(field.data_type()) {
                 return Err(ml_error(MlError::Column {
                     column: feature.name.clone(),
                     message: format!(

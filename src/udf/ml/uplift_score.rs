@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 
 use super::uplift_predict::{LoadedModels, SCORES, load, uplift_spec};
 use super::{ml_error, session_device};
-use crate::ml::runtime::{FeatureKind, MlDevice, MlError, ModelInfo, ModelRegistry};
+use crate::ml::runtime::{MlDevice, MlError, ModelInfo, ModelRegistry};
 use crate::ml::uplift::UpliftModel;
 use crate::udf::bitmap::finish;
 
@@ -144,15 +144,7 @@ fn feature_batch(
         .collect::<Result<_>>()?;
     for (feature, array) in features.iter().zip(&arrays) {
         let t = array.data_type();
-        let fits = match feature.kind {
-            FeatureKind::Numeric { .. } => {
-                t.is_numeric() || matches!(t, DataType::Boolean | DataType::Null)
-            }
-            FeatureKind::Categorical { .. } => {
-                crate::udf::query::is_text(t) || t == &DataType::Null
-            }
-        };
-        if !fits {
+        if !feature.accepts(t) {
             return Err(bad(format!(
                 "feature {} of model \"{name}\" is a {}, found {t}",
                 feature.name,
