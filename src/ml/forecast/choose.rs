@@ -180,11 +180,10 @@ pub const WINDOWS: usize = 5;
 /// The challenger with a lower `error` than `incumbent` in each of the [`WINDOWS`]
 /// windows (the lowest total if several had), or none.
 ///
-/// `auto`'s windows are the series' last holdouts: window 0 its last `hold = min(horizon,
-/// (n - MIN_FIT) / WINDOWS)` values, window 1 the `hold` before those, and so on, each
-/// forecast by models fitted on the values before it. `error` is a candidate's mean
-/// absolute error on a window, none when it failed there (a failed challenger loses the
-/// window, a failed incumbent loses it to every challenger that did forecast). Winning
+/// `auto`'s windows are the series' last holdouts, newest first (see the module docs).
+/// `error` is a candidate's mean absolute error on a window, none when it failed there (a
+/// failed challenger loses the window, a failed incumbent loses it to every challenger
+/// that did forecast). Winning
 /// all five windows happens by chance once in 32 when two models are equally good (a
 /// sign test), so a model that only got lucky on the last values does not replace ETS,
 /// whose components were chosen on the likelihood of the whole series. The newest
